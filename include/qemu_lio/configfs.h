@@ -1,0 +1,41 @@
+#pragma once
+// The one narrow door to the kernel's LIO tree. Everything qemu-lio does to configfs goes
+// through this interface, so the unit tests can swap in an in-memory kernel that fails on cue.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace qemu_lio {
+
+/// Operations on configfs, with paths relative to its mount point ("target/core/fileio_0").
+/// Every failure throws SysError carrying errno and the relative path.
+class ConfigFs {
+ public:
+  virtual ~ConfigFs() = default;
+  /// mkdir(2); EEXIST is how an HBA claim learns the name is taken.
+  virtual void mkdir(const std::string& path) = 0;
+  /// rmdir(2).
+  virtual void rmdir(const std::string& path) = 0;
+  /// Writes `value` to an attribute in a single write(2), as configfs requires.
+  virtual void write(const std::string& path, const std::string& value) = 0;
+  /// Reads a whole attribute.
+  virtual std::string read(const std::string& path) = 0;
+  /// symlink(2): creates `link` pointing at the configfs item `target` (both relative).
+  virtual void symlink(const std::string& target, const std::string& link) = 0;
+  /// unlink(2) of a symlink.
+  virtual void unlink(const std::string& path) = 0;
+  /// True if the path exists (no error for ENOENT).
+  virtual bool exists(const std::string& path) = 0;
+  /// Names of the entries of a directory, sorted; empty if it does not exist.
+  virtual std::vector<std::string> list(const std::string& dir) = 0;
+  /// The configfs path a symlink points at, relative to the mount point.
+  virtual std::string readlink(const std::string& path) = 0;
+  /// Whether `path` is a symlink.
+  virtual bool is_symlink(const std::string& path) = 0;
+};
+
+/// The real configfs at `root` (usually /sys/kernel/config).
+std::unique_ptr<ConfigFs> make_real_configfs(const std::string& root);
+
+}  // namespace qemu_lio

@@ -1,0 +1,34 @@
+#pragma once
+// What already lives in the LIO tree, read back from configfs itself (never from our own
+// records), so checks see objects other tools made too.
+
+#include <string>
+#include <vector>
+
+#include "qemu_lio/configfs.h"
+
+namespace qemu_lio {
+
+/// A storage object found under target/core.
+struct Backstore {
+  std::string hba;     ///< "fileio_3"
+  std::string name;    ///< storage object name
+  std::string plugin;  ///< "fileio", "iblock", ...
+  std::string file;    ///< the file or device it serves (udev_path, else info's "File:")
+  std::string path() const { return "target/core/" + hba + "/" + name; }
+};
+
+/// A snapshot of the parts of the tree qemu-lio must not collide with.
+struct Inventory {
+  std::vector<Backstore> backstores;
+  std::vector<std::string> vhost_wwns;  ///< names under target/vhost
+  std::vector<std::string> hbas;        ///< names under target/core (excluding alua)
+};
+
+/// Reads the inventory. Missing directories simply yield empty lists.
+Inventory scan_inventory(ConfigFs& fs);
+
+/// True if `a` and `b` name the same file (same device and inode); false if either is gone.
+bool same_file(const std::string& a, const std::string& b);
+
+}  // namespace qemu_lio

@@ -1,0 +1,68 @@
+#pragma once
+// The provisioning plan as data: an ordered list of configfs operations. Applying it,
+// printing it as a shell script (--dry-run) and journalling it all read this one list, so
+// the three can never disagree about what qemu-lio does to the kernel.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qemu_lio/identity.h"
+#include "qemu_lio/image_check.h"
+#include "qemu_lio/image_spec.h"
+
+namespace qemu_lio {
+
+/// One step against configfs. Paths are relative to the configfs mount point and may hold
+/// a variable "$HBA<n>" that a kClaimHba step binds when it runs.
+struct Op {
+  enum class Kind {
+    kClaimHba,   ///< mkdir `path`/`value`_N for the first free N; binds `var`; undo rmdir
+    kEnsureDir,  ///< mkdir `path` unless it exists; shared with other tools, never removed
+    kMkdir,      ///< mkdir `path`; undo rmdir
+    kWrite,      ///< write `value` to `path`; undo writes `undo_value` if it is not empty
+    kExpect,     ///< read `path`; fail unless it contains `value` (catches ignored settings)
+    kSymlink,    ///< symlink `path` -> `value`; undo unlink
+  };
+  Kind kind;
+  std::string path;
+  std::string value;
+  std::string var;         ///< kClaimHba: the variable it binds ("HBA0")
+  std::string undo_value;  ///< kWrite: what to write at teardown ("NULL" for nexus)
+  std::string why;         ///< a comment for the dry-run script and verbose log
+};
+
+/// One disk of the plan with everything known about it.
+struct DiskPlan {
+  ImageSpec spec;
+  ImageInfo info;
+  Identity identity;     ///< wwn/serial here are the effective ones (user's or derived)
+  std::string so_name;   ///< storage object name ("<vm>-disk<i>")
+  std::string hba_var;   ///< the variable naming its HBA ("HBA0")
+  std::string plugin;    ///< "fileio" or "iblock"
+};
+
+/// Everything a run does to the kernel and adds to QEMU's command line.
+struct Plan {
+  std::string vm_name;
+  std::vector<DiskPlan> disks;
+  std::vector<Op> ops;
+  std::vector<std::string> qemu_extra_args;  ///< "-device", "vhost-scsi-pci,..." pairs
+};
+
+/// One step that reverses a created object.
+struct Undo {
+  enum class Kind { kRmdir, kUnlink, kWrite };
+  Kind kind;
+  std::string path;   ///< may hold "$HBA<n>" until resolved with bind_vars
+  std::string value;  ///< kWrite: what to write
+};
+
+/// The step that reverses `op` once it has succeeded, if it creates anything.
+std::optional<Undo> undo_of(const Op& op);
+
+/// Replaces every "$VAR" of `bindings` (name -> value pairs) in `path`.
+std::string bind_vars(const std::string& path,
+                      const std::vector<std::pair<std::string, std::string>>& bindings);
+
+}  // namespace qemu_lio

@@ -1,0 +1,34 @@
+#pragma once
+// Turns validated images into a Plan: the configfs steps in the order the kernel demands,
+// and the -device options QEMU gets.
+
+#include <string>
+#include <vector>
+
+#include "qemu_lio/image_check.h"
+#include "qemu_lio/image_spec.h"
+#include "qemu_lio/lio_inventory.h"
+#include "qemu_lio/plan.h"
+
+namespace qemu_lio {
+
+/// An image that passed inspect_image().
+struct CheckedImage {
+  ImageSpec spec;
+  ImageInfo info;
+};
+
+/// Builds the plan for `vm_name` (already a safe token). Pure: reads nothing.
+Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& images);
+
+/// Fails (Error, exit 1) if the plan collides with the live tree or with itself: an image
+/// already served by a backstore, a wwn already present, or the same image or wwn twice.
+void check_conflicts(const Plan& plan, const Inventory& inv);
+
+/// The -device value for one disk: "vhost-scsi-pci,wwpn=...,max_sectors=...".
+std::string device_option(const DiskPlan& d);
+
+/// Turns an arbitrary VM name (QEMU's "-name guest=x,..." included) into a safe token.
+std::string sanitize_vm_name(const std::string& raw);
+
+}  // namespace qemu_lio

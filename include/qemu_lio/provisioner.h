@@ -1,0 +1,69 @@
+#pragma once
+// Applies a Plan to configfs. Every object pushes its undo step the moment it exists, so
+// a failure at any step, or the end of the VM, unwinds exactly what this run made.
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qemu_lio/configfs.h"
+#include "qemu_lio/plan.h"
+
+namespace qemu_lio {
+
+/// How hard teardown tries when the kernel says EBUSY (a vhost endpoint is still closing).
+struct RetryPolicy {
+  std::chrono::milliseconds first_delay{5};
+  std::chrono::milliseconds max_delay{400};
+  std::chrono::milliseconds deadline{10000};
+};
+
+/// Observes each operation as it is applied (the journal hooks in here).
+using OpObserver = std::function<void(const Op& resolved)>;
+
+/// Owns the objects created in the kernel. The destructor rolls back anything not torn
+/// down explicitly, so an exception between apply() and teardown() leaks nothing.
+class Provisioner {
+ public:
+  explicit Provisioner(ConfigFs& fs, RetryPolicy retry = {});
+  ~Provisioner();
+  Provisioner(const Provisioner&) = delete;
+  Provisioner& operator=(const Provisioner&) = delete;
+
+  /// Applies every op in order. On failure rolls back what it made and throws Error naming
+  /// the object and the kernel's cause.
+  void apply(const Plan& plan);
+
+  /// Removes every created object in reverse order. EBUSY is retried with backoff, ENOENT
+  /// counts as done, other errors are logged and teardown carries on. Never throws.
+  /// Returns the number of objects that could not be removed (0 = kernel clean).
+  int teardown() noexcept;
+
+  /// The undo steps pending, oldest first (for tests and the journal).
+  const std::vector<Undo>& pending() const { return undo_; }
+
+  /// The HBA variables bound so far ("HBA0" -> "fileio_3").
+  const std::vector<std::pair<std::string, std::string>>& bindings() const { return vars_; }
+
+  /// Called before each creating op runs, with its paths resolved (a claim reports each
+  /// name it tries), so a journal can record an object before it exists.
+  void set_observer(OpObserver obs) { observer_ = std::move(obs); }
+
+ private:
+  void run_op(const Op& op);
+  std::string claim_hba(const Op& op);
+
+  ConfigFs& fs_;
+  RetryPolicy retry_;
+  std::vector<Undo> undo_;
+  std::vector<std::pair<std::string, std::string>> vars_;
+  OpObserver observer_;
+};
+
+/// Runs a list of undo steps in reverse with the retry rules of Provisioner::teardown.
+/// Returns the number that failed. Used by gc for journals of dead runs.
+int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept;
+
+}  // namespace qemu_lio

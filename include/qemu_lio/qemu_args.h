@@ -1,0 +1,20 @@
+#pragma once
+// Reading and extending QEMU's own command line.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qemu_lio {
+
+/// The value of QEMU option `opt` ("-name") in argv (argv[0] is QEMU itself), accepting
+/// QEMU's "--opt" spelling too. The last occurrence wins, as in QEMU.
+std::optional<std::string> qemu_option_value(const std::vector<std::string>& argv,
+                                             const std::string& opt);
+
+/// QEMU's argv with `extra` appended: our -device options go last so that the user's own
+/// options are untouched and keep their order.
+std::vector<std::string> with_extra_args(std::vector<std::string> argv,
+                                         const std::vector<std::string>& extra);
+
+}  // namespace qemu_lio

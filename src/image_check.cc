@@ -1,0 +1,124 @@
+#include "qemu_lio/image_check.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+#include "qemu_lio/error.h"
+
+namespace qemu_lio {
+namespace {
+
+// fd_dev_name is a 256-byte buffer in the kernel and is truncated silently.
+constexpr size_t kMaxKernelPath = 255;
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+bool starts_with(const std::string& s, const char* magic, size_t n, size_t off = 0) {
+  return s.size() >= off + n && std::memcmp(s.data() + off, magic, n) == 0;
+}
+
+}  // namespace
+
+std::string detect_image_format(const std::string& h) {
+  if (starts_with(h, "QFI\xfb", 4)) return "qcow2";  // qcow and qcow2 share the magic
+  if (starts_with(h, "KDMV", 4) || starts_with(h, "# Disk DescriptorFile", 21)) return "vmdk";
+  if (starts_with(h, "vhdxfile", 8)) return "vhdx";
+  if (starts_with(h, "QED\0", 4)) return "qed";
+  if (starts_with(h, "conectix", 8)) return "vpc";
+  // VDI: signature 0xbeda107f little-endian at offset 0x40.
+  if (starts_with(h, "\x7f\x10\xda\xbe", 4, 0x40)) return "vdi";
+  return "";
+}
+
+ImageInfo inspect_image(const ImageSpec& spec) {
+  const std::string& given = spec.path;
+  ImageInfo info;
+
+  char resolved[PATH_MAX];
+  if (!::realpath(given.c_str(), resolved)) {
+    int e = errno;
+    throw Error(given, e == ELOOP ? "symlink loop" : errno_string(e));
+  }
+  info.canonical_path = resolved;
+  const std::string& p = info.canonical_path;
+
+  // The kernel splits the control string on ',' and '\n', so such a path cannot be passed.
+  if (p.find_first_of(",\n") != std::string::npos)
+    throw Error(given, "path contains ',' or a newline, which LIO's control string cannot "
+                       "carry; rename the file or link it from a plain path");
+  if (p.size() > kMaxKernelPath)
+    throw Error(given, fmt::format("canonical path is {} bytes, LIO takes at most {}", p.size(),
+                                   kMaxKernelPath));
+
+  struct stat st;
+  if (::stat(p.c_str(), &st) != 0) throw Error(given, errno_string(errno));
+  if (S_ISREG(st.st_mode)) {
+    info.kind = ImageKind::kFile;
+    info.size = static_cast<uint64_t>(st.st_size);
+  } else if (S_ISBLK(st.st_mode)) {
+    info.kind = ImageKind::kBlockDevice;
+  } else {
+    throw Error(given, S_ISDIR(st.st_mode) ? "is a directory, not an image"
+                                           : "is not a regular file or block device");
+  }
+
+  // O_RDONLY only: never create, never change the image while checking it.
+  Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw Error(given, "cannot open: " + errno_string(errno));
+  if (info.kind == ImageKind::kBlockDevice) {
+    uint64_t bytes = 0;
+    if (::ioctl(fd.get(), BLKGETSIZE64, &bytes) != 0)
+      throw Error(given, "cannot read device size: " + errno_string(errno));
+    info.size = bytes;
+  }
+
+  if (info.size == 0) throw Error(given, "image is empty (size 0)");
+  if (info.size % spec.block_size != 0)
+    throw Error(given, fmt::format("size {} is not a multiple of block-size {}", info.size,
+                                   spec.block_size));
+
+  std::string header(512, '\0');
+  ssize_t n = ::pread(fd.get(), header.data(), header.size(), 0);
+  if (n < 0) throw Error(given, "cannot read: " + errno_string(errno));
+  header.resize(static_cast<size_t>(n));
+  std::string fmt_name = detect_image_format(header);
+  if (!fmt_name.empty())
+    throw Error(given, fmt::format("is a {} image; LIO serves raw images only: convert it with "
+                                   "'qemu-img convert -O raw {} IMAGE.raw'",
+                                   fmt_name, "-f " + fmt_name + " SRC"));
+
+  if (spec.cache == CacheMode::kNone && info.kind == ImageKind::kFile) {
+    // fd_async_io on a file system without O_DIRECT (tmpfs) oopses the kernel on the first
+    // guest write (generic_file_direct_write). Prove O_DIRECT works before asking for it.
+    Fd direct(::open(p.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+    if (direct.get() < 0)
+      throw Error(given, fmt::format("cache=none needs O_DIRECT, which this file system refuses "
+                                     "({}); use cache=writeback",
+                                     errno_string(errno)));
+  }
+  return info;
+}
+
+}  // namespace qemu_lio

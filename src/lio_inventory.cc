@@ -1,0 +1,63 @@
+#include "qemu_lio/lio_inventory.h"
+
+#include <sys/stat.h>
+
+#include "qemu_lio/error.h"
+
+namespace qemu_lio {
+namespace {
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  return s;
+}
+
+// The fileio info attribute says "... File: /path  Size: ..."; udev_path is optional.
+std::string file_from_info(const std::string& info) {
+  auto pos = info.find("File: ");
+  if (pos == std::string::npos) return "";
+  pos += 6;
+  auto end = info.find("  ", pos);
+  return info.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+std::string read_or_empty(ConfigFs& fs, const std::string& path) {
+  try {
+    return fs.read(path);
+  } catch (const SysError&) {
+    return "";  // another tool may be removing the object right now
+  }
+}
+
+}  // namespace
+
+Inventory scan_inventory(ConfigFs& fs) {
+  Inventory inv;
+  for (const std::string& hba : fs.list("target/core")) {
+    auto us = hba.rfind('_');
+    if (hba == "alua" || us == std::string::npos) continue;
+    inv.hbas.push_back(hba);
+    for (const std::string& so : fs.list("target/core/" + hba)) {
+      if (so == "hba_info" || so == "hba_mode") continue;
+      Backstore b;
+      b.hba = hba;
+      b.name = so;
+      b.plugin = hba.substr(0, us);
+      b.file = trim(read_or_empty(fs, b.path() + "/udev_path"));
+      if (b.file.empty()) b.file = file_from_info(read_or_empty(fs, b.path() + "/info"));
+      inv.backstores.push_back(b);
+    }
+  }
+  for (const std::string& w : fs.list("target/vhost"))
+    if (w != "discovery_auth" && w != "version") inv.vhost_wwns.push_back(w);
+  return inv;
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
+  if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode)) return sa.st_rdev == sb.st_rdev;
+  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+}  // namespace qemu_lio

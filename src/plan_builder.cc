@@ -1,0 +1,162 @@
+#include "qemu_lio/plan_builder.h"
+
+#include <fmt/core.h>
+
+#include <cctype>
+#include <set>
+
+#include "qemu_lio/error.h"
+#include "qemu_lio/identity.h"
+
+namespace qemu_lio {
+namespace {
+
+Op make(Op::Kind k, std::string path, std::string value, std::string why,
+        std::string undo_value = "") {
+  Op op;
+  op.kind = k;
+  op.path = std::move(path);
+  op.value = std::move(value);
+  op.why = std::move(why);
+  op.undo_value = std::move(undo_value);
+  return op;
+}
+
+void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
+  const bool file = d.plugin == "fileio";
+  const std::string so = "target/core/$" + d.hba_var + "/" + d.so_name;
+  const std::string& p = d.info.canonical_path;
+
+  Op claim = make(Op::Kind::kClaimHba, "target/core", d.plugin,
+                  "mkdir is the only atomic claim: take the first free " + d.plugin + "_N");
+  claim.var = d.hba_var;
+  ops.push_back(claim);
+  ops.push_back(make(Op::Kind::kMkdir, so, "", "one storage object per HBA, as targetcli does"));
+
+  if (file) {
+    std::string control = fmt::format("fd_dev_name={},fd_dev_size={}", p, d.info.size);
+    if (d.spec.cache == CacheMode::kWriteback) control += ",fd_buffered_io=1";
+    if (d.spec.cache == CacheMode::kNone) control += ",fd_async_io=1";
+    ops.push_back(make(Op::Kind::kWrite, so + "/control", control,
+                       std::string("cache=") + to_string(d.spec.cache)));
+  } else {
+    ops.push_back(make(Op::Kind::kWrite, so + "/control", "udev_path=" + p, "block device"));
+  }
+  ops.push_back(make(Op::Kind::kWrite, so + "/udev_path", p,
+                     "lets targetcli and 'qemu-lio list' see which image this serves"));
+  ops.push_back(make(Op::Kind::kWrite, so + "/enable", "1",
+                     "the image was checked to exist: enable would O_CREAT a wrong path"));
+  const std::string bs = std::to_string(d.spec.block_size);
+  ops.push_back(make(Op::Kind::kWrite, so + "/attrib/block_size", bs,
+                     "block_size must follow enable: enable resets it to hw_block_size"));
+  ops.push_back(make(Op::Kind::kExpect, so + "/attrib/block_size", bs, "block size took effect"));
+  if (file && d.spec.cache == CacheMode::kNone)
+    ops.push_back(make(Op::Kind::kWrite, so + "/attrib/emulate_write_cache", "1",
+                       "async I/O bypasses O_DSYNC: advertise a cache so the guest flushes"));
+  ops.push_back(make(Op::Kind::kWrite, so + "/wwn/vpd_unit_serial", d.identity.serial,
+                     "stable serial: wwn/* is read-only once a LUN links the device"));
+  if (d.spec.discard)
+    ops.push_back(make(Op::Kind::kWrite, so + "/attrib/emulate_tpu", "1",
+                       "discard; only after enable: before it the kernel oopses"));
+  if (file) {
+    // Unknown control keys are ignored silently, so read back what the kernel really did.
+    ops.push_back(make(Op::Kind::kExpect, so + "/info",
+                       d.spec.cache == CacheMode::kWriteback ? "Mode: Buffered-WCE"
+                                                             : "Mode: O_DSYNC",
+                       "the kernel honoured the cache mode"));
+    ops.push_back(make(Op::Kind::kExpect, so + "/info",
+                       d.spec.cache == CacheMode::kNone ? "Async: 1" : "Async: 0",
+                       "the kernel honoured the async setting"));
+  }
+}
+
+void add_vhost_ops(const DiskPlan& d, std::vector<Op>& ops) {
+  const std::string wwn = "target/vhost/" + d.identity.wwn;
+  const std::string tpg = wwn + "/tpgt_1";
+  const std::string lun = tpg + "/lun/lun_0";
+  ops.push_back(make(Op::Kind::kEnsureDir, "target/vhost", "",
+                     "the fabric directory appears only when first made; shared, never removed"));
+  ops.push_back(make(Op::Kind::kMkdir, wwn, "", "vhost target (QEMU's wwpn)"));
+  ops.push_back(make(Op::Kind::kMkdir, tpg, "", "target portal group 1 (boot_tpgt=1)"));
+  ops.push_back(make(Op::Kind::kWrite, tpg + "/nexus", d.identity.nexus,
+                     "QEMU cannot bind a TPG without a nexus", "NULL"));
+  ops.push_back(make(Op::Kind::kMkdir, lun, "", "LUN 0"));
+  ops.push_back(make(Op::Kind::kSymlink, lun + "/" + d.so_name,
+                     "target/core/$" + d.hba_var + "/" + d.so_name, "export the backstore"));
+}
+
+}  // namespace
+
+std::string device_option(const DiskPlan& d) {
+  std::string s = fmt::format("vhost-scsi-pci,wwpn={},max_sectors={}", d.identity.wwn,
+                              d.spec.max_sectors);
+  if (d.spec.num_queues) s += fmt::format(",num_queues={}", *d.spec.num_queues);
+  if (d.spec.bootindex) s += fmt::format(",bootindex={},boot_tpgt=1", *d.spec.bootindex);
+  if (d.spec.id) s += ",id=" + *d.spec.id;
+  if (d.spec.bus) s += ",bus=" + *d.spec.bus;
+  if (d.spec.addr) s += ",addr=" + *d.spec.addr;
+  return s;
+}
+
+std::string sanitize_vm_name(const std::string& raw) {
+  std::string name = raw;
+  // QEMU accepts "-name guest=NAME,debug-threads=on" as well as "-name NAME".
+  if (name.rfind("guest=", 0) == 0) name = name.substr(6);
+  auto comma = name.find(',');
+  if (comma != std::string::npos) name = name.substr(0, comma);
+  std::string out;
+  for (unsigned char c : name) {
+    if (out.size() >= 64) break;
+    out += (std::isalnum(c) || c == '-' || c == '_' || c == '.') ? static_cast<char>(c) : '_';
+  }
+  return out;
+}
+
+Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& images) {
+  Plan plan;
+  plan.vm_name = vm_name;
+  for (size_t i = 0; i < images.size(); ++i) {
+    DiskPlan d;
+    d.spec = images[i].spec;
+    d.info = images[i].info;
+    d.identity = derive_identity(d.info.canonical_path);
+    if (d.spec.wwn) d.identity.wwn = *d.spec.wwn;
+    if (d.spec.serial) d.identity.serial = *d.spec.serial;
+    if (d.identity.nexus == d.identity.wwn)  // only possible with a user-given wwn
+      d.identity.nexus = fmt::format("naa.6{:015x}", fnv1a64(d.identity.wwn) & 0xfffffffffffffffULL);
+    d.so_name = fmt::format("{}-disk{}", vm_name, i);
+    d.hba_var = fmt::format("HBA{}", i);
+    d.plugin = d.info.kind == ImageKind::kFile ? "fileio" : "iblock";
+    plan.disks.push_back(d);
+  }
+  for (const DiskPlan& d : plan.disks) {
+    add_backstore_ops(d, plan.ops);
+    add_vhost_ops(d, plan.ops);
+    plan.qemu_extra_args.push_back("-device");
+    plan.qemu_extra_args.push_back(device_option(d));
+  }
+  return plan;
+}
+
+void check_conflicts(const Plan& plan, const Inventory& inv) {
+  std::set<std::string> wwns;
+  for (size_t i = 0; i < plan.disks.size(); ++i) {
+    const DiskPlan& d = plan.disks[i];
+    const std::string& obj = d.spec.path;
+    for (size_t j = 0; j < i; ++j)
+      if (same_file(plan.disks[j].info.canonical_path, d.info.canonical_path))
+        throw Error(obj, fmt::format("the same image is given twice (disk {} and disk {})", j, i));
+    if (!wwns.insert(d.identity.wwn).second)
+      throw Error(obj, "wwn " + d.identity.wwn + " is used by two disks of this run");
+    for (const Backstore& b : inv.backstores)
+      if (!b.file.empty() && same_file(b.file, d.info.canonical_path))
+        throw Error(obj, fmt::format("already exported by LIO backstore {} (two writers would "
+                                     "corrupt it)", b.path()));
+    for (const std::string& w : inv.vhost_wwns)
+      if (w == d.identity.wwn)
+        throw Error(obj, "wwn " + w + " already exists in target/vhost (another VM or tool "
+                         "uses it)");
+  }
+}
+
+}  // namespace qemu_lio

@@ -1,0 +1,148 @@
+#include "qemu_lio/provisioner.h"
+
+#include <fmt/core.h>
+
+#include <cerrno>
+#include <thread>
+
+#include "qemu_lio/error.h"
+#include "qemu_lio/log.h"
+
+namespace qemu_lio {
+namespace {
+
+// Claims are tried in order; this bounds the loop if something keeps failing with EEXIST.
+constexpr int kMaxHbaIndex = 100000;
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
+  auto delay = retry.first_delay;
+  auto deadline = std::chrono::steady_clock::now() + retry.deadline;
+  for (;;) {
+    try {
+      switch (u.kind) {
+        case Undo::Kind::kRmdir: fs.rmdir(u.path); break;
+        case Undo::Kind::kUnlink: fs.unlink(u.path); break;
+        case Undo::Kind::kWrite: fs.write(u.path, u.value); break;
+      }
+      log_verbose("removed " + u.path);
+      return true;
+    } catch (const SysError& e) {
+      // ENOENT: somebody (targetctl clear, an operator) already removed it. ENODEV on a
+      // nexus write: there is no nexus left to clear.
+      if (e.err() == ENOENT || (u.kind == Undo::Kind::kWrite && e.err() == ENODEV)) return true;
+      // EBUSY: the kernel still holds the object (a vhost endpoint being released).
+      if (e.err() == EBUSY && std::chrono::steady_clock::now() + delay < deadline) {
+        std::this_thread::sleep_for(delay);
+        delay = std::min(delay * 2, retry.max_delay);
+        continue;
+      }
+      log_error(e.what() + std::string(": ") + errno_string(e.err()));
+      return false;
+    } catch (const std::exception& e) {
+      log_error(u.path + ": " + e.what());
+      return false;
+    }
+  }
+}
+
+}  // namespace
+
+int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
+  int failed = 0;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
+    if (!undo_step(fs, *it, retry)) ++failed;
+  return failed;
+}
+
+Provisioner::Provisioner(ConfigFs& fs, RetryPolicy retry) : fs_(fs), retry_(retry) {}
+
+Provisioner::~Provisioner() { teardown(); }
+
+void Provisioner::apply(const Plan& plan) {
+  try {
+    for (const Op& op : plan.ops) run_op(op);
+  } catch (const SysError& e) {
+    teardown();
+    throw Error(e.action() + " " + e.path(), errno_string(e.err()));
+  } catch (...) {
+    teardown();
+    throw;
+  }
+}
+
+void Provisioner::run_op(const Op& raw) {
+  Op op = raw;
+  op.path = bind_vars(raw.path, vars_);
+  op.value = bind_vars(raw.value, vars_);
+  switch (op.kind) {
+    case Op::Kind::kClaimHba:
+      op.value = claim_hba(op);
+      vars_.emplace_back(op.var, op.value);
+      break;
+    case Op::Kind::kEnsureDir:
+      if (observer_) observer_(op);
+      try {
+        fs_.mkdir(op.path);
+      } catch (const SysError& e) {
+        if (e.err() != EEXIST) throw;
+      }
+      break;
+    case Op::Kind::kMkdir:
+      if (observer_) observer_(op);
+      fs_.mkdir(op.path);
+      break;
+    case Op::Kind::kWrite:
+      if (observer_) observer_(op);
+      fs_.write(op.path, op.value);
+      break;
+    case Op::Kind::kExpect: {
+      std::string got = trim(fs_.read(op.path));
+      if (got.find(op.value) == std::string::npos)
+        throw Error(op.path, fmt::format("kernel did not take the setting: expected '{}', "
+                                         "read '{}'",
+                                         op.value, got));
+      break;
+    }
+    case Op::Kind::kSymlink:
+      if (observer_) observer_(op);
+      fs_.symlink(op.value, op.path);
+      break;
+  }
+  log_verbose(fmt::format("{} {}", op.path, op.value));
+  // The object exists from here on: its undo step goes on the stack before anything else.
+  if (auto u = undo_of(raw)) {
+    u->path = bind_vars(u->path, vars_);
+    undo_.push_back(*u);
+  }
+}
+
+std::string Provisioner::claim_hba(const Op& op) {
+  for (int n = 0; n < kMaxHbaIndex; ++n) {
+    std::string name = fmt::format("{}_{}", op.value, n);
+    if (observer_) {
+      Op attempt = op;
+      attempt.value = name;
+      observer_(attempt);
+    }
+    try {
+      fs_.mkdir(op.path + "/" + name);
+      return name;
+    } catch (const SysError& e) {
+      if (e.err() != EEXIST) throw;  // EEXIST: another tool holds it; try the next
+    }
+  }
+  throw SysError(ENOSPC, "no free HBA index under", op.path);
+}
+
+int Provisioner::teardown() noexcept {
+  int failed = run_undo(fs_, undo_, retry_);
+  undo_.clear();
+  return failed;
+}
+
+}  // namespace qemu_lio

@@ -1,0 +1,117 @@
+#include "qemu_lio/shell_script.h"
+
+#include <fmt/core.h>
+
+namespace qemu_lio {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+namespace {
+
+// "$CFS/target/core/$HBA0/x": variables stay live for sh, the rest is literal.
+// Paths hold only safe tokens (names and wwns are validated), so double quotes suffice.
+std::string cfs(const std::string& path) { return "\"$CFS/" + path + "\""; }
+
+std::string render_op(const Op& op) {
+  std::string s = "  # " + op.why + "\n";
+  switch (op.kind) {
+    case Op::Kind::kClaimHba:
+      s += fmt::format(
+          "  n=0\n"
+          "  until mkdir \"$CFS/{0}/{1}_$n\" 2>/dev/null; do\n"
+          "    [ -e \"$CFS/{0}/{1}_$n\" ] || {{ echo \"qemu-lio: error: cannot create {0}/{1}_$n\" >&2; exit 1; }}\n"
+          "    n=$((n + 1))\n"
+          "  done\n"
+          "  {2}={1}_$n\n",
+          op.path, op.value, op.var);
+      break;
+    case Op::Kind::kEnsureDir:
+      s += fmt::format("  [ -d {0} ] || mkdir {0}\n", cfs(op.path));
+      break;
+    case Op::Kind::kMkdir:
+      s += fmt::format("  mkdir {}\n", cfs(op.path));
+      break;
+    case Op::Kind::kWrite:
+      s += fmt::format("  printf '%s' {} > {}\n", shell_quote(op.value), cfs(op.path));
+      break;
+    case Op::Kind::kExpect:
+      s += fmt::format(
+          "  grep -qF -- {0} {1} || {{ echo \"qemu-lio: error: {2}: kernel did not take the "
+          "setting {3}\" >&2; exit 1; }}\n",
+          shell_quote(op.value), cfs(op.path), op.path, op.value);
+      break;
+    case Op::Kind::kSymlink:
+      s += fmt::format("  ln -s {} {}\n", cfs(op.value), cfs(op.path));
+      break;
+  }
+  return s;
+}
+
+std::string render_undo(const Undo& u) {
+  switch (u.kind) {
+    case Undo::Kind::kRmdir: return fmt::format("  [ ! -d {0} ] || rmdir {0}\n", cfs(u.path));
+    case Undo::Kind::kUnlink: return fmt::format("  [ ! -L {0} ] || rm {0}\n", cfs(u.path));
+    case Undo::Kind::kWrite:
+      // ENODEV when there is nothing to clear is fine.
+      return fmt::format("  printf '%s' {} > {} 2>/dev/null || true\n", shell_quote(u.value),
+                         cfs(u.path));
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string render_shell_script(const Plan& plan, const std::string& configfs_root,
+                                const std::vector<std::string>& qemu_argv) {
+  std::string s;
+  s += "#!/bin/sh\n";
+  s += fmt::format("# qemu-lio dry run for VM '{}': {} disk(s).\n", plan.vm_name,
+                   plan.disks.size());
+  s += "# sh THIS-SCRIPT [up|down]: up provisions (the default), down removes.\n";
+  s += "set -eu\n";
+  s += "CFS=" + shell_quote(configfs_root) + "\n\n";
+
+  s += "up() {\n";
+  for (const DiskPlan& d : plan.disks)
+    s += fmt::format("  # disk {}: {} ({}, {}, block-size {}, wwn {})\n", d.hba_var.substr(3),
+                     d.info.canonical_path, d.plugin, to_string(d.spec.cache), d.spec.block_size,
+                     d.identity.wwn);
+  for (const Op& op : plan.ops) s += render_op(op);
+  s += "}\n\n";
+
+  // down() cannot know which N up() claimed, so it finds each HBA by the storage object it
+  // holds and the image that object serves.
+  s += "find_hba() {  # PLUGIN OBJECT IMAGE\n"
+       "  for d in \"$CFS\"/target/core/\"$1\"_*; do\n"
+       "    if [ -d \"$d/$2\" ] && [ \"$(cat \"$d/$2/udev_path\")\" = \"$3\" ]; then\n"
+       "      basename \"$d\"; return 0\n"
+       "    fi\n"
+       "  done\n"
+       "  echo none\n"
+       "}\n\n";
+  s += "down() {\n";
+  for (const DiskPlan& d : plan.disks)
+    s += fmt::format("  {}=$(find_hba {} {} {})\n", d.hba_var, d.plugin, d.so_name,
+                     shell_quote(d.info.canonical_path));
+  for (auto it = plan.ops.rbegin(); it != plan.ops.rend(); ++it)
+    if (auto u = undo_of(*it)) s += render_undo(*u);
+  s += "}\n\n";
+  s += "case \"${1:-up}\" in\n"
+       "  up) up ;;\n"
+       "  down) down ;;\n"
+       "  *) echo \"usage: $0 [up|down]\" >&2; exit 2 ;;\n"
+       "esac\n\n";
+  s += "# QEMU command line, run between up and down:\n#";
+  for (const std::string& a : qemu_argv) s += " " + shell_quote(a);
+  s += "\n";
+  return s;
+}
+
+}  // namespace qemu_lio
