@@ -10,26 +10,39 @@ namespace po = boost::program_options;
 namespace qemu_lio {
 namespace {
 
-po::options_description describe(RunOptions& o, bool& help, bool& version, bool& verbose,
-                                 bool& quiet) {
-  po::options_description d("Options");
+struct Flags {
+  bool help = false, version = false, verbose = false, quiet = false;
+};
+
+po::options_description run_options(RunOptions& o) {
+  po::options_description d("run options");
   d.add_options()
       ("image", po::value(&o.images)->composing()->value_name("SPEC"),
        "disk to export over vhost-scsi; repeatable. SPEC = PATH[,key=value]... "
        "(\",,\" is a literal comma). Keys: wwn, serial, block-size, cache, discard, "
        "bootindex, num-queues, max-sectors, id, bus, addr")
       ("name", po::value<std::string>()->value_name("NAME"),
-       "VM name for object names and logs (default: QEMU's -name, else qemu-lio-<pid>)")
+       "VM name for object names and logs (default: QEMU's -name, else qemu-lio-<pid>)");
+  return d;
+}
+
+po::options_description common_options(RunOptions& o, Flags& f) {
+  po::options_description d("common options");
+  d.add_options()
       ("dry-run", po::bool_switch(&o.dry_run),
-       "print what would be done as a POSIX sh script plus the QEMU command line; touch nothing")
+       "run: print what would be done as a POSIX sh script plus the QEMU command line; "
+       "gc: list what would be removed. Touch nothing")
+      ("json", po::bool_switch(&o.json), "list: print JSON")
+      ("qemu", po::value(&o.qemu)->value_name("PATH"),
+       "check: the QEMU binary to check (default qemu-system-x86_64)")
       ("configfs", po::value(&o.configfs)->value_name("DIR"),
        "configfs mount point (default /sys/kernel/config)")
       ("state-dir", po::value(&o.state_dir)->value_name("DIR"),
-       "state directory (default /run/qemu-lio)")
-      ("verbose,v", po::bool_switch(&verbose), "log every kernel step")
-      ("quiet,q", po::bool_switch(&quiet), "print errors only")
-      ("help,h", po::bool_switch(&help), "show this help")
-      ("version", po::bool_switch(&version), "show the version");
+       "journals and lock (default /run/qemu-lio)")
+      ("verbose,v", po::bool_switch(&f.verbose), "log every kernel step")
+      ("quiet,q", po::bool_switch(&f.quiet), "print errors only")
+      ("help,h", po::bool_switch(&f.help), "show this help")
+      ("version", po::bool_switch(&f.version), "show the version");
   return d;
 }
 
@@ -37,16 +50,22 @@ po::options_description describe(RunOptions& o, bool& help, bool& version, bool&
 
 std::string help_text() {
   RunOptions o;
-  bool a, b, c, d;
+  Flags f;
   std::ostringstream s;
-  s << "Usage: qemu-lio [run] [OPTIONS] -- QEMU [QEMU-ARGS...]\n\n"
-       "Exports each --image as a kernel vhost-scsi disk through LIO (configfs), runs QEMU\n"
-       "with a matching -device vhost-scsi-pci, and removes every LIO object when QEMU\n"
-       "exits, however it exits.\n\n"
-    << describe(o, a, b, c, d)
-    << "\nExit status: QEMU's own (128+N if killed by signal N); 1 provisioning failed (rolled\n"
-       "back); 2 usage error; 3 teardown left objects; 126/127 QEMU not executable/not found.\n"
-       "See qemu-lio(8).\n";
+  s << "Usage: qemu-lio [run] [OPTIONS] -- QEMU [QEMU-ARGS...]\n"
+       "       qemu-lio gc [--dry-run] [OPTIONS]\n"
+       "       qemu-lio list [--json] [OPTIONS]\n"
+       "       qemu-lio check [--qemu PATH] [OPTIONS]\n\n"
+       "run:   exports each --image as a kernel vhost-scsi disk through LIO (configfs), runs\n"
+       "       QEMU with a matching -device vhost-scsi-pci, and removes every LIO object when\n"
+       "       QEMU exits, however it exits.\n"
+       "gc:    removes the LIO objects of runs whose wrapper and QEMU are both gone.\n"
+       "list:  shows each VM's LIO objects from the journals in the state directory.\n"
+       "check: tests and explains what run needs (root, configfs, modules, vhost, QEMU).\n\n"
+    << run_options(o) << "\n" << common_options(o, f)
+    << "\nExit status: run passes on QEMU's own (128+N if killed by signal N); 1 provisioning\n"
+       "failed (rolled back) or check/gc found a problem; 2 usage error; 3 teardown left\n"
+       "objects; 126/127 QEMU not executable/not found. See qemu-lio(8).\n";
   return s.str();
 }
 
@@ -54,17 +73,28 @@ Command parse_command_line(const std::vector<std::string>& all) {
   Command cmd;
   std::vector<std::string> ours;
   size_t i = 0;
-  if (!all.empty() && all[0] == "run") i = 1;
+  if (!all.empty()) {
+    const std::string& w = all[0];
+    if (w == "run") i = 1;
+    else if (w == "gc") cmd.kind = Command::Kind::kGc, i = 1;
+    else if (w == "list") cmd.kind = Command::Kind::kList, i = 1;
+    else if (w == "check") cmd.kind = Command::Kind::kCheck, i = 1;
+  }
+  const bool is_run = cmd.kind == Command::Kind::kRun;
+  bool saw_dashdash = false;
   for (; i < all.size(); ++i) {
-    if (all[i] == "--") {
+    if (all[i] == "--" && is_run) {
       cmd.run.qemu_argv.assign(all.begin() + static_cast<long>(i) + 1, all.end());
+      saw_dashdash = true;
       break;
     }
     ours.push_back(all[i]);
   }
 
-  bool help = false, version = false, verbose = false, quiet = false;
-  po::options_description desc = describe(cmd.run, help, version, verbose, quiet);
+  Flags f;
+  po::options_description desc;
+  desc.add(common_options(cmd.run, f));
+  if (is_run) desc.add(run_options(cmd.run));
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(ours).options(desc).run(), vm);
@@ -73,21 +103,23 @@ Command parse_command_line(const std::vector<std::string>& all) {
     throw UsageError("command line", std::string(e.what()) + " (see --help)");
   }
   if (vm.count("name")) cmd.run.name = vm["name"].as<std::string>();
-  if (help) {
+  if (f.help) {
     cmd.kind = Command::Kind::kHelp;
     return cmd;
   }
-  if (version) {
+  if (f.version) {
     cmd.kind = Command::Kind::kVersion;
     return cmd;
   }
-  if (verbose && quiet) throw UsageError("command line", "--verbose and --quiet exclude each other");
-  cmd.run.verbosity = verbose ? Verbosity::kVerbose : quiet ? Verbosity::kQuiet : Verbosity::kNormal;
-  if (cmd.run.qemu_argv.empty())
+  if (f.verbose && f.quiet) throw UsageError("command line", "--verbose and --quiet exclude each other");
+  cmd.run.verbosity = f.verbose ? Verbosity::kVerbose : f.quiet ? Verbosity::kQuiet : Verbosity::kNormal;
+  if (is_run && (!saw_dashdash || cmd.run.qemu_argv.empty()))
     throw UsageError("command line", "no QEMU command: put it after '--' (see --help)");
-  if (cmd.run.configfs.empty() || cmd.run.configfs[0] != '/')
-    throw UsageError("--configfs", "must be an absolute path");
-  while (cmd.run.configfs.size() > 1 && cmd.run.configfs.back() == '/') cmd.run.configfs.pop_back();
+  for (std::string* dir : {&cmd.run.configfs, &cmd.run.state_dir}) {
+    if (dir->empty() || (*dir)[0] != '/')
+      throw UsageError(dir == &cmd.run.configfs ? "--configfs" : "--state-dir", "must be an absolute path");
+    while (dir->size() > 1 && dir->back() == '/') dir->pop_back();
+  }
   return cmd;
 }
 

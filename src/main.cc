@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "qemu_lio/admin_commands.h"
 #include "qemu_lio/cli.h"
 #include "qemu_lio/configfs.h"
 #include "qemu_lio/error.h"
@@ -22,9 +23,16 @@ int main(int argc, char** argv) {
       case Command::Kind::kVersion:
         std::puts("qemu-lio " QEMU_LIO_VERSION);
         return 0;
-      case Command::Kind::kRun: {
+      case Command::Kind::kCheck:
+        set_verbosity(cmd.run.verbosity);
+        return check_command(cmd.run);
+      case Command::Kind::kRun:
+      case Command::Kind::kGc:
+      case Command::Kind::kList: {
         set_verbosity(cmd.run.verbosity);
         auto fs = make_real_configfs(cmd.run.configfs);
+        if (cmd.kind == Command::Kind::kGc) return gc_command(cmd.run, *fs);
+        if (cmd.kind == Command::Kind::kList) return list_command(cmd.run, *fs);
         return run_vm(cmd.run, *fs);
       }
     }

@@ -75,66 +75,68 @@ void Provisioner::apply(const Plan& plan) {
   }
 }
 
+void Provisioner::announce(const Undo& u, bool cancelled) {
+  if (observer_) observer_(u, cancelled);
+}
+
 void Provisioner::run_op(const Op& raw) {
+  if (raw.kind == Op::Kind::kClaimHba) {
+    claim_hba(raw);
+    return;
+  }
   Op op = raw;
   op.path = bind_vars(raw.path, vars_);
   op.value = bind_vars(raw.value, vars_);
-  switch (op.kind) {
-    case Op::Kind::kClaimHba:
-      op.value = claim_hba(op);
-      vars_.emplace_back(op.var, op.value);
-      break;
-    case Op::Kind::kEnsureDir:
-      if (observer_) observer_(op);
-      try {
-        fs_.mkdir(op.path);
-      } catch (const SysError& e) {
-        if (e.err() != EEXIST) throw;
+  std::optional<Undo> undo = undo_of(op);
+  // Recorded before the object exists, so a crash right after creating it cannot hide it.
+  if (undo) announce(*undo, false);
+  try {
+    switch (op.kind) {
+      case Op::Kind::kClaimHba: break;  // handled above
+      case Op::Kind::kEnsureDir:
+        try {
+          fs_.mkdir(op.path);
+        } catch (const SysError& e) {
+          if (e.err() != EEXIST) throw;
+        }
+        break;
+      case Op::Kind::kMkdir: fs_.mkdir(op.path); break;
+      case Op::Kind::kWrite: fs_.write(op.path, op.value); break;
+      case Op::Kind::kExpect: {
+        std::string got = trim(fs_.read(op.path));
+        if (got.find(op.value) == std::string::npos)
+          throw Error(op.path, fmt::format("kernel did not take the setting: expected '{}', "
+                                           "read '{}'",
+                                           op.value, got));
+        break;
       }
-      break;
-    case Op::Kind::kMkdir:
-      if (observer_) observer_(op);
-      fs_.mkdir(op.path);
-      break;
-    case Op::Kind::kWrite:
-      if (observer_) observer_(op);
-      fs_.write(op.path, op.value);
-      break;
-    case Op::Kind::kExpect: {
-      std::string got = trim(fs_.read(op.path));
-      if (got.find(op.value) == std::string::npos)
-        throw Error(op.path, fmt::format("kernel did not take the setting: expected '{}', "
-                                         "read '{}'",
-                                         op.value, got));
-      break;
+      case Op::Kind::kSymlink: fs_.symlink(op.value, op.path); break;
     }
-    case Op::Kind::kSymlink:
-      if (observer_) observer_(op);
-      fs_.symlink(op.value, op.path);
-      break;
+  } catch (...) {
+    if (undo) announce(*undo, true);
+    throw;
   }
   log_verbose(fmt::format("{} {}", op.path, op.value));
   // The object exists from here on: its undo step goes on the stack before anything else.
-  if (auto u = undo_of(raw)) {
-    u->path = bind_vars(u->path, vars_);
-    undo_.push_back(*u);
-  }
+  if (undo) undo_.push_back(*undo);
 }
 
-std::string Provisioner::claim_hba(const Op& op) {
+void Provisioner::claim_hba(const Op& op) {
   for (int n = 0; n < kMaxHbaIndex; ++n) {
     std::string name = fmt::format("{}_{}", op.value, n);
-    if (observer_) {
-      Op attempt = op;
-      attempt.value = name;
-      observer_(attempt);
-    }
+    Undo undo{Undo::Kind::kRmdir, op.path + "/" + name, ""};
+    announce(undo, false);
     try {
-      fs_.mkdir(op.path + "/" + name);
-      return name;
+      fs_.mkdir(undo.path);
     } catch (const SysError& e) {
-      if (e.err() != EEXIST) throw;  // EEXIST: another tool holds it; try the next
+      announce(undo, true);
+      if (e.err() == EEXIST) continue;  // another tool holds it; try the next
+      throw;
     }
+    undo_.push_back(undo);
+    vars_.emplace_back(op.var, name);
+    log_verbose("claimed " + undo.path);
+    return;
   }
   throw SysError(ENOSPC, "no free HBA index under", op.path);
 }

@@ -1,5 +1,7 @@
 #pragma once
-// The command line: `qemu-lio [run] [OPTIONS] -- QEMU [QEMU-ARGS...]`.
+// The command line:
+//   qemu-lio [run] [OPTIONS] -- QEMU [QEMU-ARGS...]
+//   qemu-lio gc [--dry-run] | list [--json] | check [--qemu PATH]   [--configfs DIR] [--state-dir DIR]
 
 #include <optional>
 #include <string>
@@ -9,20 +11,22 @@
 
 namespace qemu_lio {
 
-/// Options of `qemu-lio run`.
+/// Options of every subcommand (each reads the ones that concern it).
 struct RunOptions {
   std::vector<std::string> images;     ///< raw --image SPECs, in order
   std::optional<std::string> name;     ///< --name
-  bool dry_run = false;
+  bool dry_run = false;                ///< run, gc
+  bool json = false;                   ///< list
+  std::string qemu = "qemu-system-x86_64";  ///< check
   std::string configfs = "/sys/kernel/config";
   std::string state_dir = "/run/qemu-lio";
   Verbosity verbosity = Verbosity::kNormal;
-  std::vector<std::string> qemu_argv;  ///< everything after "--"
+  std::vector<std::string> qemu_argv;  ///< run: everything after "--"
 };
 
 /// What main() should do.
 struct Command {
-  enum class Kind { kRun, kHelp, kVersion };
+  enum class Kind { kRun, kGc, kList, kCheck, kHelp, kVersion };
   Kind kind = Kind::kRun;
   RunOptions run;
 };

@@ -20,8 +20,10 @@ struct RetryPolicy {
   std::chrono::milliseconds deadline{10000};
 };
 
-/// Observes each operation as it is applied (the journal hooks in here).
-using OpObserver = std::function<void(const Op& resolved)>;
+/// Told, before each kernel object is created, the step that would remove it
+/// (cancelled=false), and again with cancelled=true if the creation then failed. The
+/// journal hooks in here.
+using UndoObserver = std::function<void(const Undo& undo, bool cancelled)>;
 
 /// Owns the objects created in the kernel. The destructor rolls back anything not torn
 /// down explicitly, so an exception between apply() and teardown() leaks nothing.
@@ -47,19 +49,19 @@ class Provisioner {
   /// The HBA variables bound so far ("HBA0" -> "fileio_3").
   const std::vector<std::pair<std::string, std::string>>& bindings() const { return vars_; }
 
-  /// Called before each creating op runs, with its paths resolved (a claim reports each
-  /// name it tries), so a journal can record an object before it exists.
-  void set_observer(OpObserver obs) { observer_ = std::move(obs); }
+  /// Sets the observer (see UndoObserver); a claim reports each name it tries.
+  void set_observer(UndoObserver obs) { observer_ = std::move(obs); }
 
  private:
   void run_op(const Op& op);
-  std::string claim_hba(const Op& op);
+  void claim_hba(const Op& op);
+  void announce(const Undo& u, bool cancelled);
 
   ConfigFs& fs_;
   RetryPolicy retry_;
   std::vector<Undo> undo_;
   std::vector<std::pair<std::string, std::string>> vars_;
-  OpObserver observer_;
+  UndoObserver observer_;
 };
 
 /// Runs a list of undo steps in reverse with the retry rules of Provisioner::teardown.

@@ -1,0 +1,74 @@
+#pragma once
+// The per-VM journal under the state dir: every kernel object is recorded (as the step that
+// removes it) before it is created, so that `qemu-lio gc` can finish the job of a wrapper
+// that was SIGKILLed. Append-only, fsync'd, versioned; removed only after a clean teardown.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qemu_lio/plan.h"
+#include "qemu_lio/process_identity.h"
+
+namespace qemu_lio {
+
+/// The journal format version this build writes and reads.
+constexpr int kJournalVersion = 1;
+
+/// A journal as read back from disk.
+struct JournalContents {
+  std::string file;
+  int version = 0;
+  std::string vm_name;
+  ProcessId wrapper;               ///< the qemu-lio process (or exec-mode monitor)
+  std::optional<ProcessId> owner;  ///< QEMU, once started
+  struct Image {
+    std::string path;
+    std::string wwn;
+    std::string backstore;  ///< "core/fileio_N/NAME" once claimed, else ""
+  };
+  std::vector<Image> images;
+  std::vector<Undo> undo;  ///< steps for objects that may exist, oldest first
+  bool complete = false;   ///< provisioning finished ("ready" record)
+};
+
+/// Writes one journal. Each record is one line, written with a single write(2) and fsync'd.
+class JournalWriter {
+ public:
+  /// Creates `<state_dir>/<vm_name>.<pid>.journal` (0600; state dir 0700, made if missing).
+  JournalWriter(const std::string& state_dir, const std::string& vm_name, const ProcessId& self);
+  ~JournalWriter();
+  JournalWriter(const JournalWriter&) = delete;
+  JournalWriter& operator=(const JournalWriter&) = delete;
+
+  /// Records an image and its wwn.
+  void image(const std::string& path, const std::string& wwn);
+  /// Records an object about to be created (cancelled=false) or that was not (true).
+  void object(const Undo& undo, bool cancelled);
+  /// Records QEMU's identity once it runs.
+  void owner(const ProcessId& qemu);
+  /// Records that provisioning completed.
+  void ready();
+  /// Deletes the journal: call only once the kernel is clean.
+  void remove();
+  /// The journal's path.
+  const std::string& path() const { return path_; }
+
+ private:
+  void append(const std::string& line);
+  std::string path_;
+  int fd_ = -1;
+};
+
+/// Reads a journal; throws Error if it is unreadable or of an unknown version.
+JournalContents read_journal(const std::string& file);
+
+/// Journal files in `state_dir`, sorted; empty if the directory does not exist.
+std::vector<std::string> list_journals(const std::string& state_dir);
+
+/// Escapes ' ', '%' and control characters so a value is one journal field.
+std::string journal_escape(const std::string& s);
+/// Reverses journal_escape.
+std::string journal_unescape(const std::string& s);
+
+}  // namespace qemu_lio

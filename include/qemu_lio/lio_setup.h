@@ -1,0 +1,32 @@
+#pragma once
+// Getting the kernel ready for LIO: configfs mounted, the target and vhost modules loaded.
+// `run` does what it needs itself; `check` explains every missing piece with its fix.
+
+#include <string>
+#include <vector>
+
+namespace qemu_lio {
+
+/// Modules qemu-lio needs; only iscsi and loopback are autoloaded by the kernel.
+extern const std::vector<std::string> kLioModules;
+
+/// Mounts configfs at `configfs_root` if it is the standard mount point and not mounted,
+/// and loads missing modules with modprobe. Failures are left for the caller's own
+/// operations to report (with their errno), except an unusable configfs, which throws.
+void prepare_lio(const std::string& configfs_root);
+
+/// One preflight item.
+struct CheckItem {
+  std::string what;
+  bool ok = false;
+  std::string detail;  ///< the fix when not ok
+};
+
+/// Runs the preflight (root, configfs, modules, /dev/vhost-scsi, fd_async_io support,
+/// QEMU offering vhost-scsi-pci). Loads and mounts as run would.
+std::vector<CheckItem> preflight(const std::string& configfs_root, const std::string& qemu);
+
+/// True if /sys/module/<name> exists.
+bool module_loaded(const std::string& name);
+
+}  // namespace qemu_lio

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing qemu-lio need, from Debian's packages, only when
+# missing, so a second run costs a second. Needs root (CI runs as root).
+set -euo pipefail
+
+build_pkgs=(g++ cmake make libboost-program-options-dev libboost-filesystem-dev libboost-dev
+            libfmt-dev libgtest-dev)
+# The real-kernel VM tests: a Debian kernel under QEMU TCG, with the host's own QEMU,
+# targetcli and fio running inside it.
+vm_pkgs=(qemu-system-x86 busybox-static cpio kmod targetcli-fb fio sg3-utils e2fsprogs dbus
+         xz-utils zstd)
+
+want=("${build_pkgs[@]}")
+[ "${1:-}" = "--build-only" ] || want+=("${vm_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || true
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,188 @@
+#include "qemu_lio/journal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "qemu_lio/error.h"
+#include "qemu_lio/state_lock.h"
+
+namespace qemu_lio {
+
+std::string journal_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '%' || c == ' ' || c < 0x20 || c == 0x7f) out += fmt::format("%{:02X}", c);
+    else out += static_cast<char>(c);
+  }
+  return out.empty() ? "%" : out;  // a lone '%' stands for the empty string
+}
+
+std::string journal_unescape(const std::string& s) {
+  if (s == "%") return "";
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+const char* undo_kind_name(Undo::Kind k) {
+  switch (k) {
+    case Undo::Kind::kRmdir: return "rmdir";
+    case Undo::Kind::kUnlink: return "unlink";
+    case Undo::Kind::kWrite: return "write";
+  }
+  return "?";
+}
+
+std::optional<Undo::Kind> undo_kind_from(const std::string& s) {
+  if (s == "rmdir") return Undo::Kind::kRmdir;
+  if (s == "unlink") return Undo::Kind::kUnlink;
+  if (s == "write") return Undo::Kind::kWrite;
+  return std::nullopt;
+}
+
+}  // namespace
+
+JournalWriter::JournalWriter(const std::string& state_dir, const std::string& vm_name,
+                             const ProcessId& self) {
+  ensure_state_dir(state_dir);
+  path_ = fmt::format("{}/{}.{}.journal", state_dir, vm_name, self.pid);
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+  if (fd_ < 0) throw Error(path_, "cannot create journal: " + errno_string(errno));
+  append(fmt::format("qemu-lio-journal {}", kJournalVersion));
+  append(fmt::format("vm {}", journal_escape(vm_name)));
+  append(fmt::format("wrapper {} {}", self.pid, self.start_time));
+}
+
+JournalWriter::~JournalWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void JournalWriter::append(const std::string& line) {
+  if (fd_ < 0) return;
+  std::string rec = line + "\n";
+  // One write per record: a torn record can only be the last one, and the reader drops it.
+  ssize_t n = ::write(fd_, rec.data(), rec.size());
+  if (n != static_cast<ssize_t>(rec.size()))
+    throw Error(path_, "cannot write journal: " + errno_string(n < 0 ? errno : EIO));
+  if (::fdatasync(fd_) != 0) throw Error(path_, "cannot sync journal: " + errno_string(errno));
+}
+
+void JournalWriter::image(const std::string& path, const std::string& wwn) {
+  append(fmt::format("image {} {}", journal_escape(path), journal_escape(wwn)));
+}
+
+void JournalWriter::object(const Undo& u, bool cancelled) {
+  append(fmt::format("{} {} {} {}", cancelled ? "cancel" : "make", undo_kind_name(u.kind),
+                     journal_escape(u.path), journal_escape(u.value)));
+}
+
+void JournalWriter::owner(const ProcessId& q) {
+  append(fmt::format("owner {} {}", q.pid, q.start_time));
+}
+
+void JournalWriter::ready() { append("ready"); }
+
+void JournalWriter::remove() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(path_.c_str());
+}
+
+JournalContents read_journal(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw Error(file, "cannot read journal: " + errno_string(errno));
+  JournalContents j;
+  j.file = file;
+  std::string line;
+  bool first = true;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no trailing newline: a torn last record
+    std::istringstream f(line);
+    std::string tag;
+    f >> tag;
+    if (first) {
+      f >> j.version;
+      if (tag != "qemu-lio-journal" || j.version != kJournalVersion)
+        throw Error(file, "not a qemu-lio journal of version " + std::to_string(kJournalVersion));
+      first = false;
+      continue;
+    }
+    if (tag == "vm") {
+      std::string v;
+      f >> v;
+      j.vm_name = journal_unescape(v);
+    } else if (tag == "wrapper") {
+      f >> j.wrapper.pid >> j.wrapper.start_time;
+    } else if (tag == "owner") {
+      ProcessId p;
+      f >> p.pid >> p.start_time;
+      j.owner = p;
+    } else if (tag == "image") {
+      std::string p, w;
+      f >> p >> w;
+      j.images.push_back({journal_unescape(p), journal_unescape(w), ""});
+    } else if (tag == "make" || tag == "cancel") {
+      std::string kind, path, value;
+      f >> kind >> path >> value;
+      auto k = undo_kind_from(kind);
+      if (!k) continue;
+      Undo u{*k, journal_unescape(path), journal_unescape(value)};
+      if (tag == "make") {
+        j.undo.push_back(u);
+        // "target/core/fileio_3/vm-disk0": the backstore of the latest image without one.
+        if (u.kind == Undo::Kind::kRmdir && u.path.rfind("target/core/", 0) == 0 &&
+            std::count(u.path.begin(), u.path.end(), '/') == 3)
+          for (auto& img : j.images)
+            if (img.backstore.empty()) {
+              img.backstore = u.path.substr(7);
+              break;
+            }
+      } else {
+        for (auto it = j.undo.rbegin(); it != j.undo.rend(); ++it)
+          if (it->kind == u.kind && it->path == u.path) {
+            j.undo.erase(std::next(it).base());
+            break;
+          }
+      }
+    } else if (tag == "ready") {
+      j.complete = true;
+    }
+  }
+  if (first) throw Error(file, "empty journal");
+  return j;
+}
+
+std::vector<std::string> list_journals(const std::string& state_dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(state_dir.c_str());
+  if (!d) return out;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() > 8 && n.compare(n.size() - 8, 8, ".journal") == 0) out.push_back(state_dir + "/" + n);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace qemu_lio

@@ -1,0 +1,131 @@
+#include "qemu_lio/lio_setup.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <boost/process/io.hpp>
+#include <boost/process/pipe.hpp>
+#include <boost/process/search_path.hpp>
+#include <boost/process/system.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/args.hpp>
+#include <boost/process/exe.hpp>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "qemu_lio/error.h"
+#include "qemu_lio/log.h"
+#include "qemu_lio/supervisor.h"
+
+namespace bp = boost::process;
+
+namespace qemu_lio {
+
+const std::vector<std::string> kLioModules = {"target_core_mod", "target_core_file",
+                                              "target_core_iblock", "vhost_scsi"};
+
+namespace {
+
+constexpr const char* kStandardConfigfs = "/sys/kernel/config";
+constexpr long kConfigfsMagic = 0x62656570;
+
+bool is_configfs(const std::string& dir) {
+  struct statfs s;
+  return ::statfs(dir.c_str(), &s) == 0 && s.f_type == kConfigfsMagic;
+}
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::vector<std::string> missing_modules() {
+  std::vector<std::string> out;
+  for (const auto& m : kLioModules)
+    if (!module_loaded(m)) out.push_back(m);
+  return out;
+}
+
+// modprobe -a: one process for all modules; its own messages go to our stderr.
+bool modprobe(const std::vector<std::string>& mods) {
+  std::string exe = find_executable("modprobe");
+  if (exe.empty() && exists("/sbin/modprobe")) exe = "/sbin/modprobe";
+  if (exe.empty()) return false;
+  std::vector<std::string> args = {"-a"};
+  args.insert(args.end(), mods.begin(), mods.end());
+  try {
+    return bp::system(bp::exe = exe, bp::args = args, bp::std_in < bp::null) == 0;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+bool module_loaded(const std::string& name) { return exists("/sys/module/" + name); }
+
+void prepare_lio(const std::string& root) {
+  if (root != kStandardConfigfs) return;  // a test tree or a custom mount: leave it alone
+  if (!is_configfs(root)) {
+    if (::mount("none", root.c_str(), "configfs", 0, nullptr) != 0)
+      throw Error(root, "configfs is not mounted and mounting it failed: " + errno_string(errno));
+    log_verbose("mounted configfs at " + root);
+  }
+  auto missing = missing_modules();
+  if (!missing.empty() && !modprobe(missing))
+    log_warning(fmt::format("modprobe of {} failed", fmt::join(missing, " ")));
+}
+
+std::vector<CheckItem> preflight(const std::string& root, const std::string& qemu) {
+  std::vector<CheckItem> items;
+  bool is_root = ::geteuid() == 0;
+  items.push_back({"running as root", is_root,
+                   "configfs is writable by root only: run qemu-lio as root (libvirt: "
+                   "user = \"root\" in /etc/libvirt/qemu.conf)"});
+  if (is_root) {
+    try {
+      prepare_lio(root);
+    } catch (const Error& e) {
+      items.push_back({"configfs mounted at " + root, false, e.what()});
+    }
+  }
+  items.push_back({"configfs mounted at " + root, is_configfs(root) || root != kStandardConfigfs,
+                   "mount -t configfs none " + root});
+  for (const auto& m : kLioModules)
+    items.push_back({"module " + m + " loaded", module_loaded(m),
+                     "modprobe " + m + " (install your distribution's kernel modules package)"});
+  items.push_back({root + "/target present", exists(root + "/target/core"),
+                   "modprobe target_core_mod"});
+  items.push_back({"/dev/vhost-scsi present", exists("/dev/vhost-scsi"),
+                   "modprobe vhost_scsi; check that udev or devtmpfs created /dev/vhost-scsi"});
+  struct utsname u;
+  int major = 0, minor = 0;
+  if (::uname(&u) == 0) std::sscanf(u.release, "%d.%d", &major, &minor);
+  items.push_back({"kernel supports fd_async_io (cache=none)", major > 4 || (major == 4 && minor >= 18),
+                   "kernel older than 4.18: use cache=writeback or writethrough"});
+  std::string exe = find_executable(qemu);
+  bool has_vhost = false;
+  if (!exe.empty()) {
+    try {
+      bp::ipstream out;
+      bp::child c(bp::exe = exe, bp::args = std::vector<std::string>{"-device", "help"},
+                  bp::std_out > out, bp::std_err > bp::null, bp::std_in < bp::null);
+      std::string line;
+      while (std::getline(out, line))
+        if (line.find("\"vhost-scsi-pci\"") != std::string::npos) has_vhost = true;
+      c.wait();
+    } catch (const std::exception&) {
+    }
+  }
+  items.push_back({qemu + " offers vhost-scsi-pci", has_vhost,
+                   exe.empty() ? qemu + " not found: install qemu-system-x86 or pass --qemu PATH"
+                               : qemu + " lacks vhost-scsi-pci: use a QEMU built with vhost-scsi"});
+  return items;
+}
+
+}  // namespace qemu_lio
