@@ -33,6 +33,7 @@ struct ImageSpec {
   std::optional<std::string> id;     ///< QEMU device id
   std::optional<std::string> bus;    ///< QEMU bus
   std::optional<std::string> addr;   ///< QEMU PCI addr
+  bool readonly = false;             ///< guest writes are refused by the target
 };
 
 /// Splits a QEMU-style option string on ',' where ",," stands for a literal ','.

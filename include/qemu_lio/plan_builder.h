@@ -25,6 +25,9 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
 /// already served by a backstore, a wwn already present, or the same image or wwn twice.
 void check_conflicts(const Plan& plan, const Inventory& inv);
 
+/// The QEMU device properties for one disk, in order, starting with driver=vhost-scsi-pci.
+std::vector<std::pair<std::string, std::string>> device_properties(const DiskPlan& d);
+
 /// The -device value for one disk: "vhost-scsi-pci,wwpn=...,max_sectors=...".
 std::string device_option(const DiskPlan& d);
 
