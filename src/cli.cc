@@ -22,7 +22,10 @@ po::options_description run_options(RunOptions& o) {
        "(\",,\" is a literal comma). Keys: wwn, serial, block-size, cache, discard, "
        "bootindex, num-queues, max-sectors, id, bus, addr")
       ("name", po::value<std::string>()->value_name("NAME"),
-       "VM name for object names and logs (default: QEMU's -name, else qemu-lio-<pid>)");
+       "VM name for object names and logs (default: QEMU's -name, else qemu-lio-<pid>)")
+      ("exec", po::bool_switch(&o.exec_mode),
+       "exec QEMU in place so it keeps this pid (as libvirt expects); a detached monitor "
+       "tears down when it exits. Same as 'mode = exec' in /etc/qemu-lio.conf");
   return d;
 }
 

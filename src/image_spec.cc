@@ -116,6 +116,8 @@ ImageSpec parse_image_spec(std::string_view spec) {
                          fmt::format("'{}' is not writeback, writethrough or none", v));
     } else if (key == "discard") {
       img.discard = parse_on_off(key, v);
+    } else if (key == "readonly") {
+      img.readonly = parse_on_off(key, v);
     } else if (key == "bootindex") {
       img.bootindex = parse_int(key, v, 0, 65535);
     } else if (key == "num-queues") {
@@ -134,7 +136,7 @@ ImageSpec parse_image_spec(std::string_view spec) {
       img.addr = v;
     } else {
       throw UsageError("image " + img.path, fmt::format("unknown key '{}' (known: wwn, serial, "
-                                                        "block-size, cache, discard, bootindex, "
+                                                        "block-size, cache, discard, readonly, bootindex, "
                                                         "num-queues, max-sectors, id, bus, addr)",
                                                         key));
     }

@@ -7,6 +7,7 @@
 #include "qemu_lio/admin_commands.h"
 #include "qemu_lio/cli.h"
 #include "qemu_lio/configfs.h"
+#include "qemu_lio/dropin.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/run_command.h"
@@ -15,6 +16,9 @@
 int main(int argc, char** argv) {
   using namespace qemu_lio;
   try {
+    // Installed as qemu-system-*: every argument is QEMU's.
+    if (argc > 0 && is_dropin_name(argv[0]))
+      return dropin_main(std::vector<std::string>(argv, argv + argc));
     Command cmd = parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
     switch (cmd.kind) {
       case Command::Kind::kHelp:

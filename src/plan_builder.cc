@@ -40,7 +40,9 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
     ops.push_back(make(Op::Kind::kWrite, so + "/control", control,
                        std::string("cache=") + to_string(d.spec.cache)));
   } else {
-    ops.push_back(make(Op::Kind::kWrite, so + "/control", "udev_path=" + p, "block device"));
+    // iblock's readonly=1 only sets the bit the guest sees; the ACL below enforces it.
+    ops.push_back(make(Op::Kind::kWrite, so + "/control",
+                       "udev_path=" + p + (d.spec.readonly ? ",readonly=1" : ""), "block device"));
   }
   ops.push_back(make(Op::Kind::kWrite, so + "/udev_path", p,
                      "lets targetcli and 'qemu-lio list' see which image this serves"));
@@ -74,15 +76,30 @@ void add_vhost_ops(const DiskPlan& d, std::vector<Op>& ops) {
   const std::string wwn = "target/vhost/" + d.identity.wwn;
   const std::string tpg = wwn + "/tpgt_1";
   const std::string lun = tpg + "/lun/lun_0";
+  const std::string acl = tpg + "/acls/" + d.identity.nexus;
   ops.push_back(make(Op::Kind::kEnsureDir, "target/vhost", "",
                      "the fabric directory appears only when first made; shared, never removed"));
   ops.push_back(make(Op::Kind::kMkdir, wwn, "", "vhost target (QEMU's wwpn)"));
   ops.push_back(make(Op::Kind::kMkdir, tpg, "", "target portal group 1 (boot_tpgt=1)"));
+  if (d.spec.readonly)
+    // vhost's demo-mode ACL ignores iblock's readonly=1; an explicit ACL named like the
+    // nexus, made before it, carries the write_protect the target enforces.
+    ops.push_back(make(Op::Kind::kMkdir, acl, "", "explicit ACL for the nexus (read-only disk)"));
   ops.push_back(make(Op::Kind::kWrite, tpg + "/nexus", d.identity.nexus,
                      "QEMU cannot bind a TPG without a nexus", "NULL"));
   ops.push_back(make(Op::Kind::kMkdir, lun, "", "LUN 0"));
   ops.push_back(make(Op::Kind::kSymlink, lun + "/" + d.so_name,
                      "target/core/$" + d.hba_var + "/" + d.so_name, "export the backstore"));
+  if (d.spec.readonly) {
+    // Created after the nexus so that teardown, in reverse, clears the nexus only once the
+    // LUNs are gone and removes the ACL only after that: removing an ACL under a live
+    // session blocks in the kernel for minutes.
+    ops.push_back(make(Op::Kind::kMkdir, acl + "/lun_0", "", "map LUN 0 into the ACL"));
+    ops.push_back(make(Op::Kind::kSymlink, acl + "/lun_0/lun_0", lun, "mapped LUN -> TPG LUN 0"));
+    ops.push_back(make(Op::Kind::kWrite, acl + "/lun_0/write_protect", "1",
+                       "the target refuses the guest's writes"));
+    ops.push_back(make(Op::Kind::kExpect, acl + "/lun_0/write_protect", "1", "write protection took effect"));
+  }
 }
 
 }  // namespace
@@ -131,12 +148,20 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
     DiskPlan d;
     d.spec = images[i].spec;
     d.info = images[i].info;
+    // A read-only image may be shared by several VMs, and a wwn serves one QEMU only: its
+    // target names include the VM name. The serial stays the image's own.
     d.identity = derive_identity(d.info.canonical_path);
+    if (d.spec.readonly) {
+      Identity per_vm = derive_identity(d.info.canonical_path + "\n" + vm_name);
+      d.identity.wwn = per_vm.wwn;
+      d.identity.nexus = per_vm.nexus;
+    }
     if (d.spec.wwn) d.identity.wwn = *d.spec.wwn;
     if (d.spec.serial) d.identity.serial = *d.spec.serial;
     if (d.identity.nexus == d.identity.wwn)  // only possible with a user-given wwn
       d.identity.nexus = fmt::format("naa.6{:015x}", fnv1a64(d.identity.wwn) & 0xfffffffffffffffULL);
-    d.so_name = fmt::format("{}-disk{}", vm_name, i);
+    // "-ro" marks a read-only export: the only kind another read-only run may share.
+    d.so_name = fmt::format("{}-disk{}{}", vm_name, i, d.spec.readonly ? "-ro" : "");
     d.hba_var = fmt::format("HBA{}", i);
     d.plugin = d.info.kind == ImageKind::kFile ? "fileio" : "iblock";
     plan.disks.push_back(d);
@@ -150,6 +175,10 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
   return plan;
 }
 
+bool is_read_only_export(const Backstore& b) {
+  return b.name.size() > 3 && b.name.compare(b.name.size() - 3, 3, "-ro") == 0;
+}
+
 void check_conflicts(const Plan& plan, const Inventory& inv) {
   std::set<std::string> wwns;
   for (size_t i = 0; i < plan.disks.size(); ++i) {
@@ -161,7 +190,8 @@ void check_conflicts(const Plan& plan, const Inventory& inv) {
     if (!wwns.insert(d.identity.wwn).second)
       throw Error(obj, "wwn " + d.identity.wwn + " is used by two disks of this run");
     for (const Backstore& b : inv.backstores)
-      if (!b.file.empty() && same_file(b.file, d.info.canonical_path))
+      if (!b.file.empty() && same_file(b.file, d.info.canonical_path) &&
+          !(d.spec.readonly && is_read_only_export(b)))
         throw Error(obj, fmt::format("already exported by LIO backstore {} (two writers would "
                                      "corrupt it)", b.path()));
     for (const std::string& w : inv.vhost_wwns)

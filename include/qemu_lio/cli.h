@@ -16,6 +16,7 @@ struct RunOptions {
   std::vector<std::string> images;     ///< raw --image SPECs, in order
   std::optional<std::string> name;     ///< --name
   bool dry_run = false;                ///< run, gc
+  bool exec_mode = false;              ///< run: --exec (QEMU keeps our pid)
   bool json = false;                   ///< list
   std::string qemu = "qemu-system-x86_64";  ///< check
   std::string configfs = "/sys/kernel/config";

@@ -22,8 +22,13 @@ struct CheckedImage {
 Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& images);
 
 /// Fails (Error, exit 1) if the plan collides with the live tree or with itself: an image
-/// already served by a backstore, a wwn already present, or the same image or wwn twice.
+/// already served by a backstore (unless both exports are read-only), a wwn already
+/// present, or the same image or wwn twice.
 void check_conflicts(const Plan& plan, const Inventory& inv);
+
+/// True if `b` is a read-only export made by qemu-lio (its name ends in "-ro"), which a
+/// read-only disk may share.
+bool is_read_only_export(const Backstore& b);
 
 /// The QEMU device properties for one disk, in order, starting with driver=vhost-scsi-pci.
 std::vector<std::pair<std::string, std::string>> device_properties(const DiskPlan& d);

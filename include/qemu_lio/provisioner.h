@@ -43,6 +43,10 @@ class Provisioner {
   /// Returns the number of objects that could not be removed (0 = kernel clean).
   int teardown() noexcept;
 
+  /// Hands the objects over (to a monitor or gc, through the journal): forgets the undo
+  /// stack without removing anything.
+  void release() { undo_.clear(); }
+
   /// The undo steps pending, oldest first (for tests and the journal).
   const std::vector<Undo>& pending() const { return undo_; }
 

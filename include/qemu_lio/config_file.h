@@ -1,0 +1,35 @@
+#pragma once
+// /etc/qemu-lio.conf: host-wide settings for the drop-in mode, where the caller (libvirt,
+// EVE, a script) cannot pass qemu-lio options.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qemu_lio {
+
+/// How a VM with vhost-scsi disks is run.
+enum class LaunchMode {
+  kSupervise,  ///< QEMU is our child; we return once the kernel is clean (default)
+  kExec,       ///< we exec QEMU in place (it keeps our pid); a detached monitor tears down
+};
+
+/// The settings of the config file.
+struct Config {
+  std::optional<std::string> qemu;  ///< `qemu = PATH`: the real QEMU binary
+  LaunchMode mode = LaunchMode::kSupervise;  ///< `mode = supervise|exec`
+  std::vector<std::string> allow;   ///< `allow = DIR`, repeatable: images must be under one
+  std::string source;               ///< the file read ("" if none)
+};
+
+/// The config file path: $QEMU_LIO_CONFIG, else /etc/qemu-lio.conf.
+std::string config_path();
+
+/// Parses config text; `source` names it in errors. Throws UsageError naming file:line for
+/// unknown keys or bad values.
+Config parse_config(const std::string& text, const std::string& source);
+
+/// Loads config_path(); a missing file gives the defaults.
+Config load_config();
+
+}  // namespace qemu_lio

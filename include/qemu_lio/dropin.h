@@ -1,0 +1,58 @@
+#pragma once
+// The drop-in mode: qemu-lio installed as (or linked to) qemu-system-*. Every argument is
+// QEMU's; disks that ask for vhost-scsi (-drive if=vhost-scsi, -readconfig drive sections,
+// -lio-image) are taken out and replaced by -device vhost-scsi-pci options.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qemu_lio/config_file.h"
+#include "qemu_lio/image_spec.h"
+#include "qemu_lio/plan.h"
+#include "qemu_lio/readconfig.h"
+
+namespace qemu_lio {
+
+/// A -readconfig file that holds vhost-scsi drives.
+struct ReadConfigUse {
+  size_t arg_index = 0;     ///< index in DropinRequest::argv of the FILE argument
+  ReadConfig parsed;
+  size_t first_image = 0;   ///< its drives are images [first_image, first_image + count)
+  size_t count = 0;
+};
+
+/// QEMU's argv, with what qemu-lio must act on taken out.
+struct DropinRequest {
+  std::vector<std::string> argv;  ///< vhost drives and -lio-image removed; argv[0] kept
+  std::vector<ImageSpec> images;
+  /// Per image from the command line: the argv index before which "-device X" goes
+  /// (argv.size() appends). Images from -readconfig have none.
+  std::vector<std::optional<size_t>> slots;
+  std::vector<ReadConfigUse> readconfigs;
+  bool daemonize = false;
+  std::optional<std::string> pidfile;
+  std::optional<int> smp_cpus;  ///< from -smp (or [smp-opts] in a readconfig)
+};
+
+/// True if `argv0`'s file name starts with "qemu-system-".
+bool is_dropin_name(const std::string& argv0);
+
+/// Scans QEMU's argv. Reads -readconfig files to find vhost drives (an unreadable file is
+/// left for QEMU to complain about). Throws UsageError for a bad vhost drive.
+DropinRequest scan_qemu_argv(const std::vector<std::string>& argv);
+
+/// The final argv: -device options in the drives' places, readconfig FILEs replaced by
+/// `readconfig_copies[i]` (rendered by the caller from the plan's disks).
+std::vector<std::string> finalize_argv(const DropinRequest& req, const Plan& plan,
+                                       const std::vector<std::string>& readconfig_copies);
+
+/// The cpu count of a -smp value ("4", "cpus=4,sockets=1", "sockets=2,cores=2").
+std::optional<int> parse_smp(const std::string& value);
+
+/// The real QEMU for drop-in name `argv0`: $QEMU_LIO_QEMU, else `qemu =` of the config,
+/// else the same file name on PATH, skipping qemu-lio's own file (compared by inode).
+/// Throws Error (exit 127) if none, or if the choice is qemu-lio itself.
+std::string find_real_qemu(const std::string& argv0, const Config& cfg);
+
+}  // namespace qemu_lio

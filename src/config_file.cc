@@ -1,0 +1,68 @@
+#include "qemu_lio/config_file.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "qemu_lio/error.h"
+
+namespace qemu_lio {
+namespace {
+
+std::string strip(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+std::string config_path() {
+  const char* env = std::getenv("QEMU_LIO_CONFIG");
+  return env && *env ? env : "/etc/qemu-lio.conf";
+}
+
+Config parse_config(const std::string& text, const std::string& source) {
+  Config c;
+  c.source = source;
+  std::istringstream in(text);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    std::string where = source + ":" + std::to_string(n);
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    line = strip(line);
+    if (line.empty()) continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos) throw UsageError(where, "expected 'key = value'");
+    std::string key = strip(line.substr(0, eq)), value = strip(line.substr(eq + 1));
+    if (value.empty()) throw UsageError(where, "'" + key + "' has no value");
+    if (key == "qemu") {
+      if (value[0] != '/') throw UsageError(where, "qemu must be an absolute path");
+      c.qemu = value;
+    } else if (key == "mode") {
+      if (value == "supervise") c.mode = LaunchMode::kSupervise;
+      else if (value == "exec") c.mode = LaunchMode::kExec;
+      else throw UsageError(where, "mode must be supervise or exec, not '" + value + "'");
+    } else if (key == "allow") {
+      if (value[0] != '/') throw UsageError(where, "allow must be an absolute directory");
+      while (value.size() > 1 && value.back() == '/') value.pop_back();
+      c.allow.push_back(value);
+    } else {
+      throw UsageError(where, "unknown key '" + key + "' (known: qemu, mode, allow)");
+    }
+  }
+  return c;
+}
+
+Config load_config() {
+  std::string path = config_path();
+  std::ifstream in(path);
+  if (!in) return Config{};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace qemu_lio
