@@ -9,6 +9,7 @@
 #include "qemu_lio/configfs.h"
 #include "qemu_lio/dropin.h"
 #include "qemu_lio/error.h"
+#include "qemu_lio/fault_injection.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/run_command.h"
 #include "qemu_lio/version.h"
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
       case Command::Kind::kGc:
       case Command::Kind::kList: {
         set_verbosity(cmd.run.verbosity);
-        auto fs = make_real_configfs(cmd.run.configfs);
+        auto fs = make_configfs(cmd.run.configfs);
         if (cmd.kind == Command::Kind::kGc) return gc_command(cmd.run, *fs);
         if (cmd.kind == Command::Kind::kList) return list_command(cmd.run, *fs);
         return run_vm(cmd.run, *fs);

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "qemu_lio/error.h"
+#include "qemu_lio/fault_injection.h"
 #include "qemu_lio/gc.h"
 #include "qemu_lio/image_check.h"
 #include "qemu_lio/journal.h"
@@ -234,6 +235,7 @@ int launch(const LaunchRequest& req, ConfigFs& fs) {
   }
 
   // QEMU has exited and was reaped: its vhost fds are closed, so teardown may begin.
+  mark_teardown_phase(fs);
   int leaked = prov.teardown();
   cleanup_files();
   if (!own_pidfile.empty()) ::unlink(own_pidfile.c_str());
@@ -279,7 +281,7 @@ int dropin_main(const std::vector<std::string>& argv) {
   req.qemu_exe = exe;
   req.config = cfg;
   if (const char* d = std::getenv("QEMU_LIO_STATE_DIR"); d && *d) req.state_dir = d;
-  auto fs = make_real_configfs(req.configfs);
+  auto fs = make_configfs(req.configfs);
   return launch(req, *fs);
 }
 

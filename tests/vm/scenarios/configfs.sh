@@ -8,11 +8,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
 QEMU_LIO=${QEMU_LIO:?set QEMU_LIO to the qemu-lio binary}
-CFS=/sys/kernel/config
-T=$CFS/target
 STANDIN=$here/stand-in-qemu.sh
-WORK=$(mktemp -d /tmp/qemu-lio-vm.XXXXXX)
-export STATE_DIR=$WORK/state
+WORK=$(mktemp -d /tmp/qemu-lio-vm.XXXXXX)  # scenario outputs
+IMG=$WORK/img                                # images only: "no file created" looks here
+mkdir "$IMG"
+STATE_DIR=$WORK/state
+# The vhost fabric directory appears on first mkdir and stays: it is shared by every tool
+# and qemu-lio never removes it. Make it now so "before" snapshots include it.
+mkdir -p "$T/vhost"
 
 # The attributes of one storage object, comparable across two objects: ids masked.
 so_attrs() {
@@ -26,6 +29,9 @@ so_attrs() {
 
 # The one storage object whose name is $1, wherever its HBA is.
 find_so() { ls -d "$T"/core/*/"$1" 2>/dev/null | head -n 1; }
+
+# Kernel-wide counters that grow with every object ever made: never equal across two runs.
+mask_counters() { sed -E 's/HBA Index: [0-9]+/HBA Index: N/; s/ID: [0-9]+/ID: N/g'; }
 
 new_image() {  # PATH SIZE-MB
   truncate -s "${2}M" "$1"
@@ -57,7 +63,7 @@ seed_manual_down() {  # WWN
 }
 
 scenario_seed_equivalence() {
-  local img=$WORK/seed.img before manual ours argv
+  local img=$IMG/seed.img before manual ours argv
   new_image "$img" 64
   before=$(configfs_snapshot)
   seed_manual_up "$img" seed-serial-1 naa.5001405111111111 naa.5001405222222222
@@ -68,7 +74,7 @@ scenario_seed_equivalence() {
 
   # Same image through qemu-lio, with the seed's choices: 4096-byte blocks, its serial, and
   # discard off (the seed does not enable UNMAP; qemu-lio does by default).
-  STANDIN_ARGV=$WORK/argv STANDIN_RUN="so=\$(ls -d $T/core/*/seed-disk0); . $here/../lib.sh; $(declare -f so_attrs); so_attrs \$so > $WORK/ours; ls \$(dirname \$so) > /dev/null; readlink $T/vhost/*/tpgt_1/lun/lun_0/seed-disk0 > $WORK/link; cat $T/vhost/*/tpgt_1/nexus > $WORK/nexus" \
+  STANDIN_ARGV=$WORK/argv STANDIN_RUN="so=\$(ls -d $T/core/*/seed-disk0); $(declare -f so_attrs); so_attrs \$so > $WORK/ours; readlink $T/vhost/*/tpgt_1/lun/lun_0/seed-disk0 > $WORK/link; cat $T/vhost/*/tpgt_1/nexus > $WORK/nexus" \
     qlio --name seed --image "$img,block-size=4096,serial=seed-serial-1,discard=off" -- "$STANDIN" \
     || fail "qemu-lio run failed"
   ours=$(cat "$WORK/ours")
@@ -84,58 +90,62 @@ scenario_seed_equivalence() {
   # With qemu-lio's defaults the only documented difference is discard: emulate_tpu=1.
   STANDIN_RUN="$(declare -f so_attrs); so_attrs \$(ls -d $T/core/*/seed-disk0) > $WORK/ours2" \
     qlio --name seed --image "$img,block-size=4096,serial=seed-serial-1" -- "$STANDIN" || fail "run 2"
-  assert_eq "-attrib/emulate_tpu=0
-+attrib/emulate_tpu=1" "$(diff <(echo "$manual") "$WORK/ours2" | grep '^[-+]a')" "default differs from the seed only in emulate_tpu"
+  assert_eq "< attrib/emulate_tpu=0
+> attrib/emulate_tpu=1" "$(diff <(echo "$manual") "$WORK/ours2" | grep '^[<>]')" "default differs from the seed only in emulate_tpu"
 }
 
 scenario_teardown() {
-  local img=$WORK/td.img before end want rc
+  local img=$IMG/td.img before end want rc pid
   new_image "$img" 16
   before=$(configfs_snapshot)
   for spec in "exit:0 0" "exit:7 7" "signal:KILL 137" "signal:SEGV 139" "signal:ABRT 134"; do
     end=${spec% *}; want=${spec#* }
-    STANDIN_END=$end qlio --image "$img" -- "$STANDIN"
-    rc=$?
+    rc=0
+    STANDIN_END=$end qlio --image "$img" -- "$STANDIN" || rc=$?
     assert_eq "$want" "$rc" "exit status after QEMU $end"
     assert_eq "$before" "$(configfs_snapshot)" "configfs clean after QEMU $end"
   done
   # SIGTERM to the wrapper is forwarded; QEMU exits 0 on it and so does qemu-lio.
   rm -f "$WORK/ready"
-  STANDIN_END=wait-term STANDIN_READY=$WORK/ready qlio --image "$img" -- "$STANDIN" &
-  local pid=$!
+  # Not through qlio(): $! must be qemu-lio itself, not a subshell.
+  STANDIN_END=wait-term STANDIN_READY=$WORK/ready "$QEMU_LIO" --state-dir "$STATE_DIR" --image "$img" -- "$STANDIN" &
+  pid=$!
   for _ in $(seq 100); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
   [ -e "$WORK/ready" ] || fail "stand-in never started"
   [ -n "$(ls "$T"/vhost 2>/dev/null | grep naa.)" ] || fail "no vhost target while QEMU runs"
   kill -TERM "$pid"
-  wait "$pid"
-  assert_eq 0 $? "exit status after SIGTERM to the wrapper"
+  rc=0
+  wait "$pid" || rc=$?
+  assert_eq 0 "$rc" "exit status after SIGTERM to the wrapper"
   assert_eq "$before" "$(configfs_snapshot)" "configfs clean after SIGTERM"
   # QEMU that cannot be found or executed: 127 / 126, nothing left.
-  qlio --image "$img" -- /nonexistent/qemu 2>/dev/null
-  assert_eq 127 $? "status for a missing QEMU"
-  printf 'x' > "$WORK/noexec"; chmod 644 "$WORK/noexec"
-  qlio --image "$img" -- "$WORK/noexec" 2>/dev/null
-  assert_eq 126 $? "status for a non-executable QEMU"
+  rc=0
+  qlio --image "$img" -- /nonexistent/qemu 2>/dev/null || rc=$?
+  assert_eq 127 "$rc" "status for a missing QEMU"
+  printf 'x' > "$IMG/noexec"; chmod 644 "$IMG/noexec"
+  rc=0
+  qlio --image "$img" -- "$IMG/noexec" 2>/dev/null || rc=$?
+  assert_eq 126 "$rc" "status for a non-executable QEMU"
   assert_eq "$before" "$(configfs_snapshot)" "configfs clean after exec failures"
   [ -z "$(ls "$STATE_DIR"/*.journal 2>/dev/null)" ] || fail "journal left behind: $(ls "$STATE_DIR")"
 }
 
 scenario_dry_run() {
-  local a=$WORK/dr-a.img b=$WORK/dr-b.img before up run
+  local a=$IMG/dr-a.img b=$IMG/dr-b.img before up run
   new_image "$a" 16; new_image "$b" 8
   before=$(configfs_snapshot)
   qlio --dry-run --name dry --image "$a,block-size=4096,bootindex=1" --image "$b,cache=writethrough,discard=off" \
     -- "$STANDIN" > "$WORK/dry.sh" || fail "dry-run failed"
   assert_eq "$before" "$(configfs_snapshot)" "dry-run touches nothing"
   sh "$WORK/dry.sh" up || fail "dry-run script 'up' failed"
-  up=$(configfs_snapshot)
+  up=$(configfs_snapshot | mask_counters)
   [ "$up" != "$before" ] || fail "dry-run script created nothing"
   sh "$WORK/dry.sh" down || fail "dry-run script 'down' failed"
   assert_eq "$before" "$(configfs_snapshot)" "dry-run script 'down' removes everything"
   STANDIN_RUN=". $here/../lib.sh; configfs_snapshot > $WORK/run-snap" \
     qlio --name dry --image "$a,block-size=4096,bootindex=1" --image "$b,cache=writethrough,discard=off" -- "$STANDIN" \
     || fail "run failed"
-  assert_eq "$up" "$(cat "$WORK/run-snap")" "the script creates exactly what run creates"
+  assert_eq "$up" "$(mask_counters < "$WORK/run-snap")" "the script creates exactly what run creates"
   grep -q "^# .*'vhost-scsi-pci,wwpn=naa.5001405[0-9a-f]*,max_sectors=16384,bootindex=1,boot_tpgt=1'" "$WORK/dry.sh" \
     || fail "dry-run does not print the QEMU command line"
 }
@@ -145,30 +155,30 @@ expect_rejected() {  # DESCRIPTION WANT-RC ARGS...
   local what=$1 want=$2 before files rc err
   shift 2
   before=$(configfs_snapshot)
-  files=$(find "$WORK" -path "$STATE_DIR" -prune -o -print | sort)
-  qlio "$@" -- "$STANDIN" 2> "$WORK/err"
-  rc=$?
+  files=$(find "$IMG" | sort)
+  rc=0
+  qlio "$@" -- "$STANDIN" 2> "$WORK/err" || rc=$?
   err=$(cat "$WORK/err")
   [ "$rc" = "$want" ] || fail "$what: status $rc, expected $want ($err)"
   [ "$(wc -l < "$WORK/err")" = 1 ] || fail "$what: expected one line on stderr, got: $err"
   echo "$err" | grep -q '^qemu-lio: error: ' || fail "$what: message format: $err"
   assert_eq "$before" "$(configfs_snapshot)" "$what: configfs unchanged"
-  assert_eq "$files" "$(find "$WORK" -path "$STATE_DIR" -prune -o -print | sort)" "$what: no file created"
+  assert_eq "$files" "$(find "$IMG" | sort)" "$what: no file created"
   [ -z "$(ls "$STATE_DIR"/*.journal 2>/dev/null)" ] || fail "$what: journal left behind"
   echo "  rejected: $what: $err"
 }
 
 scenario_rollback() {
-  local good=$WORK/good.img q=$WORK/q.img
+  local good=$IMG/good.img q=$IMG/q.img
   new_image "$good" 8
-  : > "$WORK/empty.img"
-  truncate -s 1000 "$WORK/odd.img"
+  : > "$IMG/empty.img"
+  truncate -s 1000 "$IMG/odd.img"
   printf 'QFI\373\000\000\000\003' > "$q"; truncate -s 1M "$q"
-  expect_rejected "missing image" 1 --image "$WORK/missing.img"
+  expect_rejected "missing image" 1 --image "$IMG/missing.img"
   expect_rejected "qcow2 image" 1 --image "$q"
-  expect_rejected "zero-size image" 1 --image "$WORK/empty.img"
-  expect_rejected "block-size mismatch" 1 --image "$WORK/odd.img"
-  expect_rejected "4096 mismatch" 1 --image "$good,block-size=4096" --image "$WORK/odd.img,block-size=4096"
+  expect_rejected "zero-size image" 1 --image "$IMG/empty.img"
+  expect_rejected "block-size mismatch" 1 --image "$IMG/odd.img"
+  expect_rejected "4096 mismatch" 1 --image "$good,block-size=4096" --image "$IMG/odd.img,block-size=4096"
   expect_rejected "unknown key" 2 --image "$good,colour=blue"
   expect_rejected "bad wwn" 2 --image "$good,wwn=naa.12"
   expect_rejected "same image twice" 1 --image "$good" --image "$good"
@@ -178,17 +188,20 @@ scenario_rollback() {
   # An image another tool already exports: two writers would corrupt it.
   targetcli /backstores/fileio create name=tcli file_or_dev="$good" >/dev/null || fail "targetcli create"
   expect_rejected "image exported by targetcli" 1 --image "$good"
-  new_image "$WORK/good2.img" 8
-  expect_rejected "second disk exported by targetcli" 1 --image "$WORK/good2.img" --image "$good"
+  new_image "$IMG/good2.img" 8
+  expect_rejected "second disk exported by targetcli" 1 --image "$IMG/good2.img" --image "$good"
   targetcli /backstores/fileio delete tcli >/dev/null || fail "targetcli delete"
 }
 
 scenario_coexistence() {
-  local img=$WORK/co.img tc=$WORK/tc.img before
+  local img=$IMG/co.img tc=$IMG/tc.img before
   new_image "$img" 8; new_image "$tc" 8
   targetcli /backstores/fileio create name=theirs file_or_dev="$tc" >/dev/null || fail "targetcli backstore"
   targetcli /vhost create naa.5001405999999999 >/dev/null || fail "targetcli vhost"
   targetcli /vhost/naa.5001405999999999/tpg1/luns create /backstores/fileio/theirs >/dev/null || fail "targetcli lun"
+  # targetcli ls makes every fabric's directory (iscsi, ...) on first use: let it, before
+  # the snapshot, so only qemu-lio's own effects are compared.
+  targetcli ls >/dev/null
   before=$(configfs_snapshot)
   STANDIN_RUN="targetcli ls > $WORK/tcls 2>&1; echo \$? > $WORK/tcrc" qlio --name co --image "$img" -- "$STANDIN" \
     || fail "run beside targetcli objects failed"
@@ -212,8 +225,8 @@ scenario_cache_modes() {
     [ "$1" = writethrough ] || assert_eq 1 "$(cat "$WORK/wce")" "cache=$1 advertises a write cache"
   done
   # On tmpfs, O_DIRECT is refused: cache=none must be rejected before the kernel oopses.
-  truncate -s 8M "$WORK/tmpfs.img"
-  expect_rejected "cache=none on tmpfs" 1 --image "$WORK/tmpfs.img,cache=none"
+  truncate -s 8M "$IMG/tmpfs.img"
+  expect_rejected "cache=none on tmpfs" 1 --image "$IMG/tmpfs.img,cache=none"
   rm -f "$img"
 }
 
@@ -223,4 +236,4 @@ scenario dry-run scenario_dry_run
 scenario rollback scenario_rollback
 scenario coexistence scenario_coexistence
 scenario cache-modes scenario_cache_modes
-scenario_summary
+scenarios_summary

@@ -7,8 +7,6 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
 . "$here/../lib.sh"
-# shellcheck disable=SC1091
-. "${QEMU_LIO_VM_CACHE:-/var/cache/qemu-lio-vm}/env"
 
 QEMU_LIO=${QEMU_LIO:?set QEMU_LIO to the qemu-lio binary}
 WORK=$(mktemp -d /tmp/qemu-lio-e2e.XXXXXX)
@@ -35,7 +33,7 @@ run_guest() {  # LOG DEVICES... -- QEMU-LIO-ARGS...
   shift
   while [ "$1" != -- ]; do devs+=("$1"); shift; done
   shift
-  "$here/../make-guest-initrd.sh" "$WORK/guest.img" "$here/guest-disks.sh" "${devs[@]}" || fail "guest initrd"
+  "$MAKE_GUEST_INITRD" "$WORK/guest.img" "$here/guest-disks.sh" "${devs[@]}" || fail "guest initrd"
   # shellcheck disable=SC2046
   timeout "$GUEST_TIMEOUT" "$QEMU_LIO" --state-dir "$STATE_DIR" "$@" -- $(nested_qemu) > "$log" 2>&1
 }
@@ -45,8 +43,8 @@ scenario_one_disk() {
   pattern_image "$img" 01
   before=$(configfs_snapshot)
   local t0=$SECONDS
-  run_guest "$WORK/one.log" /dev/sda -- --image "$img"
-  rc=$?
+  rc=0
+  run_guest "$WORK/one.log" /dev/sda -- --image "$img" || rc=$?
   echo "  nested guest: $((SECONDS - t0)) s"
   grep -E 'GUEST-|vhost' "$WORK/one.log" | sed 's/^/  guest: /'
   assert_eq 0 "$rc" "qemu-lio exit status (QEMU's)"
@@ -61,9 +59,9 @@ scenario_three_disks() {
   for i in 1 2 3; do pattern_image "$WORK/d$i.img" "0$i"; done
   before=$(configfs_snapshot)
   local t0=$SECONDS
+  rc=0
   run_guest "$WORK/three.log" /dev/sda /dev/sdb /dev/sdc -- \
-    --image "$WORK/d1.img" --image "$WORK/d2.img,block-size=4096" --image "$WORK/d3.img,cache=writethrough"
-  rc=$?
+    --image "$WORK/d1.img" --image "$WORK/d2.img,block-size=4096" --image "$WORK/d3.img,cache=writethrough" || rc=$?
   echo "  nested guest: $((SECONDS - t0)) s"
   grep -E 'GUEST-' "$WORK/three.log" | sed 's/^/  guest: /'
   assert_eq 0 "$rc" "qemu-lio exit status (QEMU's)"
@@ -76,4 +74,4 @@ scenario_three_disks() {
 
 scenario e2e-one-disk scenario_one_disk
 scenario e2e-three-disks scenario_three_disks
-scenario_summary
+scenarios_summary

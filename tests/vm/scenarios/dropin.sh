@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The drop-in mode in the real kernel: qemu-lio linked as qemu-system-x86_64 first on PATH.
+# Pass-through must be byte-identical to the real QEMU; -drive if=vhost-scsi, EVE-style
+# -readconfig, -daemonize/-pidfile, exec mode and the unprivileged case are checked too.
+#   QEMU_LIO: the qemu-lio binary under test.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
+
+QEMU_LIO=${QEMU_LIO:?set QEMU_LIO to the qemu-lio binary}
+REAL=$(command -v qemu-system-x86_64)
+WORK=$(mktemp -d /tmp/qemu-lio-dropin.XXXXXX)
+LINKDIR=$WORK/bin
+mkdir -p "$LINKDIR" "$T/vhost"
+ln -s "$QEMU_LIO" "$LINKDIR/qemu-system-x86_64"
+export QEMU_LIO_STATE_DIR=$WORK/state
+GUEST_TIMEOUT=${GUEST_TIMEOUT:-600}
+dropin() { PATH=$LINKDIR:$PATH qemu-system-x86_64 "$@"; }
+
+pattern_image() {  # PATH ID
+  truncate -s 32M "$1"
+  printf 'QEMU-LIO-DISK-%s' "$2" | dd of="$1" conv=notrunc status=none
+}
+guest_bytes() { dd if="$1" bs=1 skip=1048576 count=14 status=none; }
+
+wait_for() {  # SECONDS COMMAND...: poll until COMMAND succeeds
+  local n=$(($1 * 10))
+  shift
+  while ! "$@"; do
+    n=$((n - 1))
+    [ "$n" -gt 0 ] || return 1
+    sleep 0.1
+  done
+}
+
+configfs_clean() { [ "$(configfs_snapshot)" = "$before" ]; }
+
+scenario_pass_through() {
+  local probe a b ra rb
+  for probe in "-version" "-device help" "-machine help"; do
+    ra=0; rb=0
+    # shellcheck disable=SC2086
+    a=$("$REAL" $probe 2>&1) || ra=$?
+    # shellcheck disable=SC2086
+    b=$(dropin $probe 2>&1) || rb=$?
+    assert_eq "$a" "$b" "output of $probe"
+    assert_eq "$ra" "$rb" "status of $probe"
+  done
+  # libvirt-style QMP probe, driven over stdio.
+  local qmp='{"execute":"qmp_capabilities"}
+{"execute":"query-version"}
+{"execute":"quit"}'
+  ra=0; rb=0
+  a=$(echo "$qmp" | "$REAL" -machine none -nodefaults -nographic -S -qmp stdio 2>&1) || ra=$?
+  b=$(echo "$qmp" | dropin -machine none -nodefaults -nographic -S -qmp stdio 2>&1) || rb=$?
+  assert_eq "$a" "$b" "QMP exchange"
+  assert_eq "$ra" "$rb" "QMP exit status"
+  echo "$b" | grep -q '"qemu"' || fail "QMP answered no version: $b"
+  # Pass-through is an exec: QEMU keeps the pid we started and the argv[0] we gave.
+  PATH=$LINKDIR:$PATH qemu-system-x86_64 -machine none -nodefaults -display none -S -qmp unix:$WORK/qmp.sock,server=on,wait=off &
+  local pid=$!
+  wait_for 20 test -S "$WORK/qmp.sock" || fail "QEMU did not start"
+  assert_eq "$(readlink -f "$REAL")" "$(readlink -f /proc/$pid/exe)" "the pid we started runs the real QEMU"
+  assert_eq qemu-system-x86_64 "$(tr '\0' '\n' < /proc/$pid/cmdline | head -n 1)" "argv[0] preserved"
+  kill "$pid"; wait "$pid" || true
+  # The real QEMU named by QEMU_LIO_QEMU but being qemu-lio itself: an error, not a loop.
+  local rc=0
+  QEMU_LIO_QEMU=$LINKDIR/qemu-system-x86_64 dropin -version 2> "$WORK/err" || rc=$?
+  assert_eq 127 "$rc" "self as real QEMU"
+  grep -q 'is qemu-lio itself' "$WORK/err" || fail "message: $(cat "$WORK/err")"
+}
+
+scenario_unprivileged() {
+  local before img=$WORK/unpriv.img rc=0
+  pattern_image "$img" 09
+  chmod 644 "$img"
+  before=$(configfs_snapshot)
+  setpriv --reuid 65534 --regid 65534 --clear-groups env QEMU_LIO_STATE_DIR=/tmp \
+    "$LINKDIR/qemu-system-x86_64" -drive "file=$img,if=vhost-scsi" -S 2> "$WORK/err" || rc=$?
+  assert_eq 1 "$rc" "status when not root"
+  grep -q 'user = "root"' "$WORK/err" || fail "message does not name the fix: $(cat "$WORK/err")"
+  assert_eq 1 "$(wc -l < "$WORK/err")" "one line"
+  assert_eq "$before" "$(configfs_snapshot)" "configfs unchanged"
+}
+
+scenario_exec_mode() {
+  local before img=$WORK/exec.img rc=0
+  pattern_image "$img" 08
+  before=$(configfs_snapshot)
+  # In exec mode the stand-in (QEMU) must run under the pid qemu-lio started with.
+  STANDIN_RUN="echo \$PPID > $WORK/standin-pid; ls $T/vhost | grep -c naa. > $WORK/targets" \
+    "$QEMU_LIO" --state-dir "$QEMU_LIO_STATE_DIR" --exec --image "$img" -- "$here/stand-in-qemu.sh" &
+  local pid=$!
+  wait "$pid" || rc=$?
+  assert_eq 0 "$rc" "exit status in exec mode"
+  assert_eq 1 "$(cat "$WORK/targets")" "target existed while QEMU ran"
+  # STANDIN_RUN's bash is a child of the stand-in, so its $PPID is the stand-in's pid.
+  assert_eq "$pid" "$(cat "$WORK/standin-pid")" "QEMU runs under qemu-lio's pid"
+  wait_for 20 configfs_clean || fail "monitor did not tear down within 20 s"
+}
+
+scenario_drive_daemonize_kill() {
+  local before img=$WORK/drive.img ro=$WORK/ro.img rc=0 t0=$SECONDS
+  pattern_image "$img" 01
+  cat > "$WORK/guest.sh" <<'G'
+d=/dev/sda
+echo "GUEST-SAW $(dd if=$d bs=16 count=1 2>/dev/null) wce=$(cat /sys/block/sda/queue/write_cache)"
+printf 'GUEST-WROTE-01' | dd of=$d bs=1M seek=1 conv=notrunc,fsync 2>/dev/null && sync && echo GUEST-SYNCED
+sleep 600
+G
+  "$MAKE_GUEST_INITRD" "$WORK/guest.img" "$WORK/guest.sh" /dev/sda || fail "guest initrd"
+  before=$(configfs_snapshot)
+  dropin -m 256 -display none -no-reboot -nic none -serial "file:$WORK/serial.log" \
+    -kernel "$KERNEL" -initrd "$WORK/guest.img" -append "console=ttyS0 quiet panic=-1" \
+    -drive "file=$img,if=vhost-scsi,format=raw,cache=writeback,aio=threads" \
+    -daemonize -pidfile "$WORK/qemu.pid" || rc=$?
+  assert_eq 0 "$rc" "-daemonize returns QEMU's status"
+  local qpid
+  qpid=$(cat "$WORK/qemu.pid")
+  [ -d "/proc/$qpid" ] || fail "daemon $qpid not running"
+  grep -q qemu-system "/proc/$qpid/comm" "/proc/$qpid/cmdline" 2>/dev/null || true
+  assert_eq "$(readlink -f "$REAL")" "$(readlink -f /proc/$qpid/exe)" "-pidfile holds QEMU's pid"
+  [ "$(configfs_snapshot)" != "$before" ] || fail "no LIO objects while the daemon runs"
+  wait_for "$GUEST_TIMEOUT" grep -q GUEST-SYNCED "$WORK/serial.log" || { cat "$WORK/serial.log"; fail "guest never synced"; }
+  grep 'GUEST-' "$WORK/serial.log" | sed 's/^/  guest: /'
+  grep -q 'GUEST-SAW QEMU-LIO-DISK-01 wce=write back' "$WORK/serial.log" || fail "guest did not see the pattern and a write cache"
+  # EVE's stop: SIGKILL the pid from the pidfile, at once after the guest's flush.
+  kill -9 "$qpid"
+  local t1=$SECONDS
+  wait_for 30 configfs_clean || fail "configfs not clean 30 s after kill -9"
+  echo "  configfs clean $((SECONDS - t1)) s after kill -9; nested run $((SECONDS - t0)) s"
+  assert_eq GUEST-WROTE-01 "$(guest_bytes "$img")" "the guest's synced write survived kill -9"
+  [ -z "$(ls "$QEMU_LIO_STATE_DIR"/*.journal 2>/dev/null)" ] || fail "journal left: $(ls "$QEMU_LIO_STATE_DIR")"
+}
+
+scenario_readconfig_eve() {
+  local before vhost=$WORK/rc-vhost.img blk=$WORK/rc-blk.img sum rc=0 t0=$SECONDS
+  pattern_image "$vhost" 02
+  pattern_image "$blk" 03
+  sum=$(md5sum < "$blk")
+  # The shape of EVE's qemuConfTemplate/qemuDiskTemplate: a virtio-blk disk as EVE writes it,
+  # and a second disk whose only change is if = "vhost-scsi".
+  cat > "$WORK/vm.cfg" <<CFG
+# EVE-style configuration
+[drive "drive-virtio-disk0"]
+  file = "$blk"
+  format = "raw"
+  aio = "threads"
+  cache = "writeback"
+  if = "none"
+
+[device "virtio-disk0"]
+  driver = "virtio-blk-pci"
+  scsi = "off"
+  drive = "drive-virtio-disk0"
+
+[drive "drive-virtio-disk1"]
+  file = "$vhost"
+  format = "raw"
+  aio = "threads"
+  cache = "writeback"
+  if = "vhost-scsi"
+
+[device "virtio-disk1"]
+  driver = "virtio-blk-pci"
+  scsi = "off"
+  drive = "drive-virtio-disk1"
+CFG
+  cp "$WORK/vm.cfg" "$WORK/vm.cfg.orig"
+  cat > "$WORK/guest.sh" <<'G'
+echo "GUEST-VDA $(dd if=/dev/vda bs=16 count=1 2>/dev/null)"
+echo "GUEST-SDA $(dd if=/dev/sda bs=16 count=1 2>/dev/null)"
+printf 'GUEST-WROTE-02' | dd of=/dev/sda bs=1M seek=1 conv=notrunc,fsync 2>/dev/null
+G
+  "$MAKE_GUEST_INITRD" "$WORK/guest.img" "$WORK/guest.sh" /dev/sda /dev/vda || fail "guest initrd"
+  before=$(configfs_snapshot)
+  timeout "$GUEST_TIMEOUT" env PATH="$LINKDIR:$PATH" qemu-system-x86_64 -m 256 -nographic -no-reboot -nic none \
+    -kernel "$KERNEL" -initrd "$WORK/guest.img" -append "console=ttyS0 quiet panic=-1" \
+    -readconfig "$WORK/vm.cfg" -pidfile "$WORK/rc.pid" > "$WORK/rc.log" 2>&1 || rc=$?
+  grep 'GUEST-' "$WORK/rc.log" | sed 's/^/  guest: /'
+  echo "  nested run $((SECONDS - t0)) s"
+  assert_eq 0 "$rc" "exit status"
+  grep -q 'GUEST-VDA QEMU-LIO-DISK-03' "$WORK/rc.log" || fail "virtio-blk disk not seen"
+  grep -q 'GUEST-SDA QEMU-LIO-DISK-02' "$WORK/rc.log" || fail "vhost-scsi disk not seen"
+  assert_eq GUEST-WROTE-02 "$(guest_bytes "$vhost")" "guest's bytes in the vhost image"
+  assert_eq "$sum" "$(md5sum < "$blk")" "virtio-blk image untouched"
+  cmp -s "$WORK/vm.cfg" "$WORK/vm.cfg.orig" || fail "the caller's readconfig file was modified"
+  assert_eq "$before" "$(configfs_snapshot)" "configfs clean"
+  [ -z "$(ls "$QEMU_LIO_STATE_DIR"/*.cfg 2>/dev/null)" ] || fail "rewritten readconfig copy left behind"
+}
+
+scenario pass-through scenario_pass_through
+scenario unprivileged scenario_unprivileged
+scenario exec-mode scenario_exec_mode
+scenario drive-daemonize-kill scenario_drive_daemonize_kill
+scenario readconfig-eve scenario_readconfig_eve
+scenarios_summary

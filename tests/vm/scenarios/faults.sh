@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# The fault suite (real kernel): crashes of the wrapper at chosen configfs operations, crashes
+# and failures of QEMU, concurrency with itself and targetcli, read-only sharing, and a
+# catalogue of bad input. Prints one summary line with the figures:
+#   fault-suite: runs R, faults injected F, objects leaked L, bytes lost B
+#   QEMU_LIO: the qemu-lio binary under test.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
+
+QEMU_LIO=${QEMU_LIO:?set QEMU_LIO to the qemu-lio binary}
+STANDIN=$here/stand-in-qemu.sh
+WORK=$(mktemp -d /tmp/qemu-lio-faults.XXXXXX)
+IMG=$WORK/img
+STATE_DIR=$WORK/state
+FIG=$WORK/figures   # one line per event, appended from the scenario subshells
+mkdir -p "$IMG" "$T/vhost"
+: > "$FIG"
+
+qlio() { "$QEMU_LIO" --state-dir "$STATE_DIR" "$@"; }
+count() { echo "$1" >> "$FIG"; }   # run | fault | leak N | lost N
+
+# Every image carries a pattern; "bytes lost" counts bytes that differ from it afterwards.
+pattern_image() {  # PATH [SIZE-MB]
+  truncate -s "${2:-8}M" "$1"
+  head -c 65536 /dev/urandom > "$1.pattern"
+  dd if="$1.pattern" of="$1" conv=notrunc status=none
+}
+check_pattern() {  # PATH
+  local lost
+  lost=$(cmp -l <(head -c 65536 "$1") "$1.pattern" 2>/dev/null | wc -l)
+  count "lost $lost"
+  assert_eq 0 "$lost" "$1: bytes lost"
+}
+
+# Objects in configfs now that were not there in $before (dirs and links).
+leaked_objects() {
+  diff <(echo "$before" | grep -E '^(D|L) ') <(configfs_snapshot | grep -E '^(D|L) ') | grep -c '^>' || true
+}
+
+after_gc_clean() {  # WHAT
+  qlio gc > "$WORK/gc.out" || fail "$1: gc failed: $(cat "$WORK/gc.out")"
+  local leaked
+  leaked=$(leaked_objects)
+  count "leak $leaked"
+  assert_eq 0 "$leaked" "$1: objects leaked after gc"
+  assert_eq "$before" "$(configfs_snapshot)" "$1: configfs back to its starting state"
+  [ -z "$(ls "$STATE_DIR"/*.journal 2>/dev/null)" ] || fail "$1: journal left after gc"
+}
+
+scenario_kill_during_provisioning() {
+  local a=$IMG/kp-a.img b=$IMG/kp-b.img n rc made
+  pattern_image "$a"; pattern_image "$b"
+  before=$(configfs_snapshot)
+  # Two disks make about 34 mutating operations; die before several of them, from the
+  # first HBA claim to the last LUN link.
+  for n in 1 2 3 5 8 12 17 18 21 24 29 34; do
+    rc=0
+    QEMU_LIO_FAULT=provision:$n qlio --image "$a" --image "$b" -- "$STANDIN" 2>/dev/null || rc=$?
+    count run; count fault
+    assert_eq 137 "$rc" "killed at provisioning op $n"
+    made=$(leaked_objects)
+    echo "  killed before op $n: $made object(s) left for gc"
+    after_gc_clean "provision:$n"
+  done
+  # The next run, rather than gc, also collects a stale set before it provisions.
+  QEMU_LIO_FAULT=provision:20 qlio --image "$a" --image "$b" -- "$STANDIN" 2>/dev/null || true
+  count run; count fault
+  [ "$(leaked_objects)" -gt 0 ] || fail "fault left nothing to collect"
+  qlio --image "$a" --image "$b" -- "$STANDIN" 2> "$WORK/err" || fail "next run failed: $(cat "$WORK/err")"
+  count run
+  grep -q 'gc: cleaned' "$WORK/err" || fail "next run did not report collecting the stale set: $(cat "$WORK/err")"
+  after_gc_clean "next run"
+  check_pattern "$a"; check_pattern "$b"
+}
+
+scenario_kill_during_teardown() {
+  local a=$IMG/kt.img n rc
+  pattern_image "$a"
+  before=$(configfs_snapshot)
+  for n in 1 2 4 6; do
+    rc=0
+    QEMU_LIO_FAULT=teardown:$n qlio --image "$a" -- "$STANDIN" 2>/dev/null || rc=$?
+    count run; count fault
+    assert_eq 137 "$rc" "killed at teardown op $n"
+    after_gc_clean "teardown:$n"
+  done
+  check_pattern "$a"
+}
+
+scenario_kill_wrapper_while_qemu_runs() {
+  local a=$IMG/kw.img wpid qpid
+  pattern_image "$a"
+  before=$(configfs_snapshot)
+  rm -f "$WORK/ready"
+  STANDIN_END=wait-term STANDIN_READY=$WORK/ready STANDIN_RUN="echo \$PPID > $WORK/qpid" \
+    "$QEMU_LIO" --state-dir "$STATE_DIR" --name kw --image "$a" -- "$STANDIN" &
+  wpid=$!
+  for _ in $(seq 100); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
+  qpid=$(cat "$WORK/qpid")
+  kill -9 "$wpid"; wait "$wpid" 2>/dev/null || true
+  count run; count fault
+  # QEMU still runs and holds the disks: gc must not touch them.
+  qlio gc > /dev/null || fail "gc failed"
+  [ "$(leaked_objects)" -gt 0 ] || fail "gc removed the objects of a running QEMU"
+  qlio list --json > "$WORK/list.json"
+  grep -q '"name": "kw"' "$WORK/list.json" || fail "list lacks the VM: $(cat "$WORK/list.json")"
+  grep -q '"owner_alive": true' "$WORK/list.json" || fail "list does not see QEMU alive: $(cat "$WORK/list.json")"
+  grep -q '"wrapper_alive": false' "$WORK/list.json" || fail "list: wrapper should be gone"
+  qlio list | grep -q '^kw active' || fail "text list: $(qlio list)"
+  kill -TERM "$qpid"
+  for _ in $(seq 50); do [ -d "/proc/$qpid" ] || break; sleep 0.1; done
+  qlio list --json | grep -q '"state": "stale"' || fail "set not stale once QEMU is gone"
+  qlio gc --dry-run | grep -q 'would remove' || fail "gc --dry-run lists nothing"
+  after_gc_clean "wrapper killed while QEMU ran"
+  check_pattern "$a"
+}
+
+scenario_qemu_failures() {
+  local a=$IMG/qf.img rc spec
+  pattern_image "$a"
+  before=$(configfs_snapshot)
+  for spec in "signal:KILL 137" "signal:SEGV 139" "signal:ABRT 134"; do
+    rc=0
+    STANDIN_END=${spec% *} qlio --image "$a" -- "$STANDIN" || rc=$?
+    count run; count fault
+    assert_eq "${spec#* }" "$rc" "status after QEMU ${spec% *}"
+    count "leak $(leaked_objects)"
+    assert_eq "$before" "$(configfs_snapshot)" "clean after QEMU ${spec% *}"
+  done
+  # The real QEMU failing at start (a bad argument): its status, everything torn down.
+  rc=0
+  qlio --image "$a" -- qemu-system-x86_64 -no-such-option 2>/dev/null || rc=$?
+  count run; count fault
+  assert_eq 1 "$rc" "status when QEMU rejects its arguments"
+  count "leak $(leaked_objects)"
+  assert_eq "$before" "$(configfs_snapshot)" "clean after QEMU failed at start"
+  check_pattern "$a"
+}
+
+scenario_concurrency() {
+  local i pids=() rc ok=0 tc_pid
+  for i in $(seq 16); do pattern_image "$IMG/c$i.img" 4; done
+  vm_start_dbus
+  before=$(configfs_snapshot)
+  # targetcli creates and deletes its own objects all along.
+  ( for k in 1 2 3; do
+      targetcli /backstores/ramdisk create name=tc$k size=1M >/dev/null 2>&1
+      targetcli /backstores/ramdisk delete tc$k >/dev/null 2>&1
+    done ) &
+  tc_pid=$!
+  for i in $(seq 16); do
+    STANDIN_ARGV=$WORK/argv.$i STANDIN_RUN="sleep 2; ls -d $T/core/*/cc$i-disk0 > $WORK/hba.$i" \
+      qlio --name "cc$i" --image "$IMG/c$i.img" -- "$STANDIN" 2> "$WORK/cerr.$i" &
+    pids+=($!)
+  done
+  for i in $(seq 16); do
+    rc=0; wait "${pids[$((i - 1))]}" || rc=$?
+    count run
+    [ "$rc" = 0 ] && ok=$((ok + 1)) || echo "  run $i: status $rc: $(cat "$WORK/cerr.$i")"
+  done
+  wait "$tc_pid" || true
+  assert_eq 16 "$ok" "concurrent runs on distinct images that succeeded"
+  assert_eq 16 "$(cat "$WORK"/argv.* | grep -o 'wwpn=naa\.[0-9a-f]*' | sort -u | wc -l)" "distinct wwns"
+  assert_eq 16 "$(cat "$WORK"/hba.* | xargs -n1 dirname | sort -u | wc -l)" "distinct HBAs"
+  count "leak $(leaked_objects)"
+  assert_eq "$before" "$(configfs_snapshot)" "everything torn down after 16 concurrent runs"
+
+  # 8 runs on one writable image at once: exactly one may own it.
+  local same=$IMG/same.img
+  pattern_image "$same"
+  pids=(); ok=0
+  for i in $(seq 8); do
+    STANDIN_RUN="sleep 3" qlio --name "same$i" --image "$same" -- "$STANDIN" 2> "$WORK/serr.$i" &
+    pids+=($!)
+  done
+  for i in $(seq 8); do
+    rc=0; wait "${pids[$((i - 1))]}" || rc=$?
+    count run
+    if [ "$rc" = 0 ]; then ok=$((ok + 1)); else grep -q 'already exported' "$WORK/serr.$i" || fail "run $i: $(cat "$WORK/serr.$i")"; fi
+  done
+  assert_eq 1 "$ok" "runs on one writable image that succeeded"
+  count "leak $(leaked_objects)"
+  assert_eq "$before" "$(configfs_snapshot)" "clean after the same-image race"
+  check_pattern "$same"
+}
+
+scenario_read_only_sharing() {
+  local ro=$IMG/ro.img sum
+  pattern_image "$ro"
+  sum=$(md5sum < "$ro")
+  before=$(configfs_snapshot)
+  rm -f "$WORK/ready"
+  STANDIN_END=wait-term STANDIN_READY=$WORK/ready \
+    "$QEMU_LIO" --state-dir "$STATE_DIR" --name ro1 --image "$ro,readonly=on" -- "$STANDIN" &
+  local p1=$!
+  for _ in $(seq 100); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
+  count run
+  # A second VM may share a read-only image ...
+  STANDIN_RUN="cat $T/vhost/*/tpgt_1/acls/*/lun_0/write_protect > $WORK/wp" \
+    qlio --name ro2 --image "$ro,readonly=on" -- "$STANDIN" || fail "second read-only run refused"
+  count run
+  assert_eq "1
+1" "$(cat "$WORK/wp")" "both exports carry write_protect=1 on the nexus ACL"
+  # ... but a writer may not join.
+  local rc=0
+  qlio --name rw --image "$ro" -- "$STANDIN" 2> "$WORK/err" || rc=$?
+  count run
+  assert_eq 1 "$rc" "a writable run on an image exported read-only"
+  kill -TERM "$p1"; wait "$p1" || true
+  count "leak $(leaked_objects)"
+  assert_eq "$before" "$(configfs_snapshot)" "clean after read-only runs"
+  assert_eq "$sum" "$(md5sum < "$ro")" "read-only image unchanged"
+}
+
+# Each case: the expected status, one error line, configfs unchanged, no file created.
+reject() {  # WANT-RC DESCRIPTION ARGS...
+  local want=$1 what=$2 files rc=0 err
+  shift 2
+  files=$(find "$IMG" | sort)
+  "$@" 2> "$WORK/err" > /dev/null || rc=$?
+  err=$(cat "$WORK/err")
+  count run
+  [ "$rc" = "$want" ] || fail "$what: status $rc, expected $want: $err"
+  assert_eq 1 "$(wc -l < "$WORK/err")" "$what: one line on stderr ($err)"
+  echo "$err" | grep -q '^qemu-lio: error: ' || fail "$what: format: $err"
+  assert_eq "$before" "$(configfs_snapshot)" "$what: configfs unchanged"
+  assert_eq "$files" "$(find "$IMG" | sort)" "$what: no file created"
+  echo "  $what -> $rc: ${err#qemu-lio: error: }"
+}
+
+scenario_bad_input_catalogue() {
+  local g=$IMG/good.img long dev
+  pattern_image "$g"
+  printf 'QFI\373' > "$IMG/q.img"; truncate -s 1M "$IMG/q.img"
+  printf 'KDMV' > "$IMG/v.vmdk"; truncate -s 1M "$IMG/v.vmdk"
+  printf 'vhdxfile' > "$IMG/x.vhdx"; truncate -s 1M "$IMG/x.vhdx"
+  printf 'QED\0' > "$IMG/e.qed"; truncate -s 1M "$IMG/e.qed"
+  truncate -s 1M "$IMG/d.vdi"; printf '\177\020\332\276' | dd of="$IMG/d.vdi" bs=1 seek=64 conv=notrunc status=none
+  mkdir -p "$IMG/with,comma" "$IMG/dir.img"; cp "$g" "$IMG/with,comma/c.img"
+  cp "$g" "$IMG/new
+line.img"
+  long=$IMG/$(printf 'l%.0s' $(seq 250)).img; cp "$g" "$long"
+  ln -s loop1 "$IMG/loop2"; ln -s loop2 "$IMG/loop1"
+  mkfifo "$IMG/fifo"
+  truncate -s 1000 "$IMG/odd.img"
+  : > "$IMG/empty.img"
+  mkdir -p "$WORK/allowed"
+  printf 'allow = %s\n' "$WORK/allowed" > "$WORK/allow.conf"
+  # A block device in use: a mounted loop device cannot be opened exclusively by iblock.
+  truncate -s 16M "$WORK/fs.img"; mkfs.ext4 -q "$WORK/fs.img"
+  dev=$(losetup -f --show "$WORK/fs.img"); mkdir -p "$WORK/mnt"; mount "$dev" "$WORK/mnt"
+  before=$(configfs_snapshot)
+  local S=$STANDIN
+  reject 1 "missing image" qlio --image "$IMG/missing.img" -- "$S"
+  reject 1 "relative missing image" qlio --image "nope/missing.img" -- "$S"
+  reject 1 "qcow2 magic" qlio --image "$IMG/q.img" -- "$S"
+  reject 1 "vmdk magic" qlio --image "$IMG/v.vmdk" -- "$S"
+  reject 1 "vhdx magic" qlio --image "$IMG/x.vhdx" -- "$S"
+  reject 1 "qed magic" qlio --image "$IMG/e.qed" -- "$S"
+  reject 1 "vdi magic" qlio --image "$IMG/d.vdi" -- "$S"
+  reject 1 "path with a comma" qlio --image "$IMG/with,,comma/c.img" -- "$S"
+  reject 1 "path with a newline" qlio --image "$IMG/new
+line.img" -- "$S"
+  reject 1 "path over 255 bytes" qlio --image "$long" -- "$S"
+  reject 1 "symlink loop" qlio --image "$IMG/loop1" -- "$S"
+  reject 1 "directory" qlio --image "$IMG/dir.img" -- "$S"
+  reject 1 "fifo" qlio --image "$IMG/fifo" -- "$S"
+  reject 1 "zero-size image" qlio --image "$IMG/empty.img" -- "$S"
+  reject 1 "size not a multiple of 512" qlio --image "$IMG/odd.img" -- "$S"
+  reject 1 "size not a multiple of 4096" qlio --image "$g,block-size=4096" --image "$IMG/odd.img,block-size=4096" -- "$S"
+  reject 1 "block device in use (mounted)" qlio --image "$dev" -- "$S"
+  reject 1 "image outside allow" env QEMU_LIO_CONFIG="$WORK/allow.conf" "$QEMU_LIO" --state-dir "$STATE_DIR" --image "$g" -- "$S"
+  reject 2 "malformed wwn" qlio --image "$g,wwn=naa.50014051234" -- "$S"
+  reject 2 "wwn not naa" qlio --image "$g,wwn=iqn.2003-01.org.x" -- "$S"
+  reject 2 "serial with a space" qlio --image "$g,serial=a b" -- "$S"
+  reject 2 "serial too long" qlio --image "$g,serial=$(printf 's%.0s' $(seq 200))" -- "$S"
+  reject 2 "id with a comma" qlio --image "$g,id=a,,drive=x" -- "$S"
+  reject 2 "block-size 3000" qlio --image "$g,block-size=3000" -- "$S"
+  reject 2 "unknown key" qlio --image "$g,colour=blue" -- "$S"
+  reject 2 "num-queues 129" qlio --image "$g,num-queues=129" -- "$S"
+  reject 2 "cache=unsafe" qlio --image "$g,cache=unsafe" -- "$S"
+  reject 2 "name with a slash" qlio --name a/b --image "$g" -- "$S"
+  reject 2 "no QEMU command" qlio --image "$g"
+  reject 2 "unknown option" qlio --colour --image "$g" -- "$S"
+  umount "$WORK/mnt"; losetup -d "$dev"
+  # A path with spaces is not bad input: the kernel splits control strings on ',' and '\n'
+  # only, so qemu-lio serves it.
+  cp "$g" "$IMG/with space.img"
+  qlio --image "$IMG/with space.img" -- "$S" || fail "a path with a space should work"
+  count run
+}
+
+scenario kill-during-provisioning scenario_kill_during_provisioning
+scenario kill-during-teardown scenario_kill_during_teardown
+scenario kill-wrapper-while-qemu-runs scenario_kill_wrapper_while_qemu_runs
+scenario qemu-failures scenario_qemu_failures
+scenario concurrency scenario_concurrency
+scenario read-only-sharing scenario_read_only_sharing
+scenario bad-input-catalogue scenario_bad_input_catalogue
+echo "fault-suite: runs $(grep -c '^run' "$FIG"), faults injected $(grep -c '^fault' "$FIG"), objects leaked $(awk '$1=="leak"{s+=$2} END{print s+0}' "$FIG"), bytes lost $(awk '$1=="lost"{s+=$2} END{print s+0}' "$FIG")"
+scenarios_summary
