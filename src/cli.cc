@@ -75,17 +75,30 @@ std::string help_text() {
 Command parse_command_line(const std::vector<std::string>& all) {
   Command cmd;
   std::vector<std::string> ours;
-  size_t i = 0;
-  if (!all.empty()) {
-    const std::string& w = all[0];
-    if (w == "run") i = 1;
-    else if (w == "gc") cmd.kind = Command::Kind::kGc, i = 1;
-    else if (w == "list") cmd.kind = Command::Kind::kList, i = 1;
-    else if (w == "check") cmd.kind = Command::Kind::kCheck, i = 1;
+  // The subcommand is the first word that is neither an option nor an option's value, so
+  // "qemu-lio --state-dir D gc" works as well as "qemu-lio gc --state-dir D".
+  static const char* const kTakesValue[] = {"--image", "--name", "--configfs", "--state-dir", "--qemu"};
+  std::optional<size_t> command_at;
+  for (size_t k = 0; k < all.size() && all[k] != "--"; ++k) {
+    const std::string& w = all[k];
+    if (!w.empty() && w[0] == '-') {
+      for (const char* opt : kTakesValue)
+        if (w == opt) ++k;  // skip its value
+      continue;
+    }
+    if (w == "run" || w == "gc" || w == "list" || w == "check") command_at = k;
+    break;
+  }
+  if (command_at) {
+    const std::string& w = all[*command_at];
+    if (w == "gc") cmd.kind = Command::Kind::kGc;
+    else if (w == "list") cmd.kind = Command::Kind::kList;
+    else if (w == "check") cmd.kind = Command::Kind::kCheck;
   }
   const bool is_run = cmd.kind == Command::Kind::kRun;
   bool saw_dashdash = false;
-  for (; i < all.size(); ++i) {
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (command_at && i == *command_at) continue;
     if (all[i] == "--" && is_run) {
       cmd.run.qemu_argv.assign(all.begin() + static_cast<long>(i) + 1, all.end());
       saw_dashdash = true;

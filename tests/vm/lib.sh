@@ -87,7 +87,7 @@ configfs_snapshot() {
                 else if (t == "U") print "F " p " = <unreadable>"
                 else print
             }' \
-            <(grep -rsaHZ --exclude-dir=statistics -e '' . | tr '\0' '\t') \
+            <(grep -rsaHZ --exclude-dir=statistics -e '' . | tr '\0' '\t' || true) \
             <(find . -mindepth 1 -name statistics -prune \
                 -o -type l -printf 'L %P -> %l\n' \
                 -o -type d -printf 'D %P\n' \
