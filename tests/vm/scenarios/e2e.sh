@@ -72,6 +72,51 @@ scenario_three_disks() {
   assert_eq "$before" "$(configfs_snapshot)" "configfs clean after the guest powered off"
 }
 
+# Adds sg_raw and the libraries it links to a guest initramfs: the kernel unpacks
+# concatenated cpio archives in order, so an extra archive is all it takes.
+append_sg_raw() {  # INITRD
+  local stage=$WORK/sgstage f
+  rm -rf "$stage"; mkdir -p "$stage/usr/bin"
+  cp "$(command -v sg_raw)" "$stage/usr/bin/sg_raw"
+  for f in $(ldd "$(command -v sg_raw)" | grep -o '/[^ ]*'); do
+    mkdir -p "$stage$(dirname "$f")"; cp -L "$f" "$stage$f"
+  done
+  (cd "$stage" && find . | cpio -o -H newc --quiet) >> "$1"
+}
+
+scenario_read_only() {
+  local img=$WORK/ro.img before rc sum
+  pattern_image "$img" 07
+  sum=$(md5sum < "$img")
+  cat > "$WORK/ro-guest.sh" <<'G'
+echo "GUEST-RO ro=$(cat /sys/block/sda/ro) pattern=$(dd if=/dev/sda bs=16 count=1 2>/dev/null)"
+# A raw WRITE(10) of LBA 0 through SG_IO: the target itself must refuse it (DATA PROTECT),
+# whatever the guest kernel's own read-only flag says.
+dd if=/dev/zero of=/tmp/blk bs=512 count=1 2>/dev/null
+/usr/bin/sg_raw -s 512 -i /tmp/blk /dev/sg0 2a 00 00 00 00 00 00 00 01 00 > /tmp/sg.out 2>&1
+echo "GUEST-SGRAW rc=$? $(tr '\n' ' ' < /tmp/sg.out)"
+blockdev --setrw /dev/sda 2>/dev/null
+dd if=/dev/zero of=/dev/sda bs=512 count=1 oflag=direct 2>/dev/null && echo GUEST-DD-WROTE || echo GUEST-DD-REFUSED
+exit 0
+G
+  "$MAKE_GUEST_INITRD" "$WORK/guest.img" "$WORK/ro-guest.sh" /dev/sda || fail "guest initrd"
+  append_sg_raw "$WORK/guest.img"
+  before=$(configfs_snapshot)
+  local t0=$SECONDS
+  rc=0
+  # shellcheck disable=SC2046
+  timeout "$GUEST_TIMEOUT" "$QEMU_LIO" --state-dir "$STATE_DIR" --image "$img,readonly=on" -- $(nested_qemu) > "$WORK/ro.log" 2>&1 || rc=$?
+  echo "  nested guest: $((SECONDS - t0)) s"
+  grep -E 'GUEST-' "$WORK/ro.log" | sed 's/^/  guest: /'
+  assert_eq 0 "$rc" "qemu-lio exit status"
+  grep -q 'GUEST-RO ro=1 pattern=QEMU-LIO-DISK-07' "$WORK/ro.log" || fail "guest does not see a read-only disk with the pattern"
+  grep -q 'GUEST-SGRAW rc=0' "$WORK/ro.log" && fail "the target accepted a raw WRITE"
+  grep -qi 'data protect' "$WORK/ro.log" || fail "no DATA PROTECT sense from the target"
+  assert_eq "$sum" "$(md5sum < "$img")" "read-only image unchanged"
+  assert_eq "$before" "$(configfs_snapshot)" "configfs clean"
+}
+
 scenario e2e-one-disk scenario_one_disk
 scenario e2e-three-disks scenario_three_disks
+scenario e2e-read-only scenario_read_only
 scenarios_summary

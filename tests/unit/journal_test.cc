@@ -1,0 +1,96 @@
+#include "qemu_lio/journal.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "test_support.h"
+
+namespace qemu_lio {
+namespace {
+
+TEST(JournalEscape, RoundTripsSpacesPercentAndControlCharacters) {
+  for (const std::string s : {"", "plain", "with space", "100%", "new\nline", "tab\there", "%"}) {
+    std::string e = journal_escape(s);
+    EXPECT_EQ(e.find(' '), std::string::npos) << s;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << s;
+    EXPECT_EQ(journal_unescape(e), s);
+  }
+}
+
+TEST(Journal, RecordsObjectsAndOwnerAndReadsThemBack) {
+  TempDir dir;
+  std::string state = dir / "state";
+  std::string file;
+  {
+    JournalWriter j(state, "vm1", ProcessId{1234, 99});
+    file = j.path();
+    j.image("/images/a disk.img", "naa.5001405000000001");
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_0", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_1", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_1", ""}, true);  // EEXIST: not ours
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_0/vm1-disk0", ""}, false);
+    j.object({Undo::Kind::kWrite, "target/vhost/naa.5001405000000001/tpgt_1/nexus", "NULL"}, false);
+    j.owner(ProcessId{4321, 7});
+    j.ready();
+  }
+  JournalContents c = read_journal(file);
+  EXPECT_EQ(c.version, kJournalVersion);
+  EXPECT_EQ(c.vm_name, "vm1");
+  EXPECT_EQ(c.wrapper, (ProcessId{1234, 99}));
+  ASSERT_TRUE(c.owner);
+  EXPECT_EQ(*c.owner, (ProcessId{4321, 7}));
+  EXPECT_TRUE(c.complete);
+  ASSERT_EQ(c.images.size(), 1u);
+  EXPECT_EQ(c.images[0].path, "/images/a disk.img");
+  EXPECT_EQ(c.images[0].backstore, "core/fileio_0/vm1-disk0");
+  ASSERT_EQ(c.undo.size(), 3u);  // the cancelled claim is gone
+  EXPECT_EQ(c.undo[0].path, "target/core/fileio_0");
+  EXPECT_EQ(c.undo[1].path, "target/core/fileio_0/vm1-disk0");
+  EXPECT_EQ(c.undo[2].kind, Undo::Kind::kWrite);
+  EXPECT_EQ(c.undo[2].value, "NULL");
+}
+
+TEST(Journal, FilesArePrivate) {
+  TempDir dir;
+  std::string state = dir / "state";
+  JournalWriter j(state, "vm", ProcessId{1, 1});
+  struct stat st;
+  ASSERT_EQ(::stat(state.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_EQ(::stat(j.path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  j.remove();
+  EXPECT_NE(::access(j.path().c_str(), F_OK), 0);
+}
+
+TEST(Journal, TornLastRecordIsDropped) {
+  TempDir dir;
+  std::string f = dir / "x.journal";
+  std::ofstream(f) << "qemu-lio-journal 1\nvm x\nwrapper 5 6\nmake rmdir target/core/fileio_0 %\nmake rmdir target/core/fil";
+  JournalContents c = read_journal(f);
+  ASSERT_EQ(c.undo.size(), 1u);
+  EXPECT_EQ(c.undo[0].path, "target/core/fileio_0");
+}
+
+TEST(Journal, UnknownVersionIsRefused) {
+  TempDir dir;
+  std::string f = dir / "x.journal";
+  std::ofstream(f) << "qemu-lio-journal 99\n";
+  EXPECT_NE(error_of([&] { read_journal(f); }).find("version"), std::string::npos);
+}
+
+TEST(Journal, ListFindsOnlyJournals) {
+  TempDir dir;
+  std::ofstream(dir / "a.1.journal") << "x";
+  std::ofstream(dir / "lock") << "";
+  std::ofstream(dir / "a.1.0.cfg") << "";
+  auto l = list_journals(dir.path());
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0], dir / "a.1.journal");
+  EXPECT_TRUE(list_journals(dir / "missing").empty());
+}
+
+}  // namespace
+}  // namespace qemu_lio
