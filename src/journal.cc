@@ -148,6 +148,12 @@ JournalContents read_journal(const std::string& file) {
       if (!k) continue;
       Undo u{*k, journal_unescape(path), journal_unescape(value)};
       if (tag == "make") {
+        // A claim attempt killed before its "cancel" may repeat an HBA we already own
+        // (the next disk's claim tries fileio_0 first): an object is ours once at most.
+        bool seen = std::any_of(j.undo.begin(), j.undo.end(), [&](const Undo& o) {
+          return o.kind == u.kind && o.path == u.path;
+        });
+        if (seen) continue;
         j.undo.push_back(u);
         // "target/core/fileio_3/vm-disk0": the backstore of the latest image without one.
         if (u.kind == Undo::Kind::kRmdir && u.path.rfind("target/core/", 0) == 0 &&

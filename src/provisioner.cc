@@ -35,6 +35,13 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
       // ENOENT: somebody (targetctl clear, an operator) already removed it. ENODEV on a
       // nexus write: there is no nexus left to clear.
       if (e.err() == ENOENT || (u.kind == Undo::Kind::kWrite && e.err() == ENODEV)) return true;
+      // An HBA that still holds a storage object we did not record is another tool's: a
+      // journalled claim attempt may have lost the race to it. Our own objects inside an
+      // HBA are undone (and counted if they fail) before it.
+      if (u.kind == Undo::Kind::kRmdir && e.err() == ENOTEMPTY && is_hba_path(u.path)) {
+        log_verbose(u.path + ": holds objects that are not ours; left alone");
+        return true;
+      }
       // EBUSY: the kernel still holds the object (a vhost endpoint being released).
       if (e.err() == EBUSY && std::chrono::steady_clock::now() + delay < deadline) {
         std::this_thread::sleep_for(delay);

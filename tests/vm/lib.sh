@@ -6,8 +6,8 @@
 #   scenario my-case my_case
 #   scenarios_summary            # prints the summary, exits non-zero if anything failed
 #
-# Provides: KERNEL KVER GUEST_BASE_INITRD (from the cache env), CONFIGFS, T (= the target
-# tree), MAKE_GUEST_INITRD, fail, assert_eq, assert_exists, assert_absent, log,
+# Provides: KERNEL GUEST_KERNEL QBOOT KVER GUEST_BASE_INITRD (from the cache env),
+# GUEST_BOOT_ARGS GUEST_APPEND, CONFIGFS, T (= the target tree), MAKE_GUEST_INITRD, fail, assert_eq, assert_exists, assert_absent, log,
 # configfs_snapshot, vm_start_dbus, guest_boot, scenario, scenarios_summary.
 # Env: VM_SCENARIOS="glob ..." runs only the scenarios whose names match.
 set -euo pipefail
@@ -27,6 +27,17 @@ if [ -z "${KERNEL:-}" ]; then
     fi
     unset _vm_env _k _v
 fi
+
+# How to boot a nested guest fast, for scenarios that build their own QEMU command line:
+#   qemu-system-x86_64 "${GUEST_BOOT_ARGS[@]}" -initrd INITRD -append "$GUEST_APPEND" -device ...
+# GUEST_KERNEL is the uncompressed vmlinux (PVH entry) when prepare.sh could extract it, and
+# qboot replaces SeaBIOS: under two levels of TCG the bzImage's xz decompression and the BIOS
+# POST cost tens of seconds. cryptomgr.notests skips the boot-time crypto self-tests (several
+# seconds there). KERNEL (the vmlinuz) works too, only slower.
+GUEST_KERNEL=${GUEST_KERNEL:-${KERNEL:-}}
+GUEST_APPEND="console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests"
+GUEST_BOOT_ARGS=(-machine pc -m 256 -smp 1 -nographic -no-reboot -nic none -kernel "$GUEST_KERNEL")
+if [ -n "${QBOOT:-}" ]; then GUEST_BOOT_ARGS+=(-bios "$QBOOT"); fi
 
 _vm_lib_t0=$EPOCHREALTIME
 _vm_elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
@@ -114,8 +125,7 @@ guest_boot() {
     shift 3
     : >"$glog"
     t0=$EPOCHREALTIME
-    timeout -k 5 "$tmo" qemu-system-x86_64 -machine pc -m 256 -smp 1 -nographic -no-reboot -nic none \
-        -kernel "$KERNEL" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1 mitigations=off" \
+    timeout -k 5 "$tmo" qemu-system-x86_64 "${GUEST_BOOT_ARGS[@]}" -initrd "$initrd" -append "$GUEST_APPEND" \
         "$@" </dev/null >"$glog" 2>&1 &
     qpid=$!
     tail -n +1 -s 0.5 -F --pid="$qpid" "$glog" 2>/dev/null \

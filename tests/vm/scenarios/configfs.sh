@@ -230,6 +230,21 @@ scenario_cache_modes() {
   rm -f "$img"
 }
 
+scenario_check() {
+  local rc=0
+  "$QEMU_LIO" check > "$WORK/check" 2>&1 || rc=$?
+  sed 's/^/  /' "$WORK/check"
+  assert_eq 0 "$rc" "qemu-lio check in a VM that has everything"
+  grep -q '^ok    module vhost_scsi loaded' "$WORK/check" || fail "check did not look at vhost_scsi"
+  grep -q 'offers vhost-scsi-pci' "$WORK/check" || fail "check did not ask QEMU"
+  # And it explains what is missing: a QEMU that does not exist.
+  rc=0
+  "$QEMU_LIO" check --qemu /nonexistent/qemu > "$WORK/check2" 2>&1 || rc=$?
+  assert_eq 1 "$rc" "check with a missing QEMU"
+  grep -q '^FAIL  /nonexistent/qemu offers vhost-scsi-pci: .*not found' "$WORK/check2" || fail "no fix named: $(cat "$WORK/check2")"
+}
+
+scenario check scenario_check
 scenario seed-equivalence scenario_seed_equivalence
 scenario teardown scenario_teardown
 scenario dry-run scenario_dry_run
