@@ -19,6 +19,11 @@ std::string trim(std::string s) {
   return s;
 }
 
+// "target/core/fileio_3": an HBA directory.
+bool is_hba_path(const std::string& p) {
+  return p.rfind("target/core/", 0) == 0 && p.find('/', 12) == std::string::npos;
+}
+
 bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
   auto delay = retry.first_delay;
   auto deadline = std::chrono::steady_clock::now() + retry.deadline;
