@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cerrno>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "qemu_lio/error.h"
@@ -115,6 +116,7 @@ JournalContents read_journal(const std::string& file) {
   j.file = file;
   std::string line;
   bool first = true;
+  std::map<std::string, int> record_count;
   while (std::getline(in, line)) {
     if (in.eof()) break;  // no trailing newline: a torn last record
     std::istringstream f(line);
@@ -147,15 +149,14 @@ JournalContents read_journal(const std::string& file) {
       auto k = undo_kind_from(kind);
       if (!k) continue;
       Undo u{*k, journal_unescape(path), journal_unescape(value)};
+      // A claim attempt repeats an HBA we already own when the next disk's claim starts
+      // at fileio_0 again, and its "cancel" (EEXIST) must not drop our own record: count
+      // the records per object; the object is ours while the count is above zero.
+      int& refs = record_count[std::to_string(static_cast<int>(u.kind)) + " " + u.path];
       if (tag == "make") {
-        // A claim attempt killed before its "cancel" may repeat an HBA we already own
-        // (the next disk's claim tries fileio_0 first): an object is ours once at most.
-        bool seen = std::any_of(j.undo.begin(), j.undo.end(), [&](const Undo& o) {
-          return o.kind == u.kind && o.path == u.path;
-        });
-        if (seen) continue;
+        if (refs++ > 0) continue;
         j.undo.push_back(u);
-        // "target/core/fileio_3/vm-disk0": the backstore of the latest image without one.
+        // "target/core/fileio_3/vm-disk0": the backstore of the first image without one.
         if (u.kind == Undo::Kind::kRmdir && u.path.rfind("target/core/", 0) == 0 &&
             std::count(u.path.begin(), u.path.end(), '/') == 3)
           for (auto& img : j.images)
@@ -163,7 +164,7 @@ JournalContents read_journal(const std::string& file) {
               img.backstore = u.path.substr(7);
               break;
             }
-      } else {
+      } else if (refs > 0 && --refs == 0) {
         for (auto it = j.undo.rbegin(); it != j.undo.rend(); ++it)
           if (it->kind == u.kind && it->path == u.path) {
             j.undo.erase(std::next(it).base());

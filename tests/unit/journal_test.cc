@@ -94,3 +94,35 @@ TEST(Journal, ListFindsOnlyJournals) {
 
 }  // namespace
 }  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+// The second disk's claim tries fileio_0 (ours) again: EEXIST, cancelled. That must not
+// drop the record of our own fileio_0; and a crash before the cancel must not record it twice.
+TEST(Journal, RepeatedClaimOfOurOwnHbaKeepsOneRecord) {
+  TempDir dir;
+  std::string file;
+  {
+    JournalWriter j(dir / "s", "vm", ProcessId{1, 1});
+    file = j.path();
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_0", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_0/vm-disk0", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_0", ""}, false);  // disk 1's claim
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_0", ""}, true);   // EEXIST
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_1", ""}, false);
+  }
+  JournalContents c = read_journal(file);
+  ASSERT_EQ(c.undo.size(), 3u);
+  EXPECT_EQ(c.undo[0].path, "target/core/fileio_0");
+  EXPECT_EQ(c.undo[1].path, "target/core/fileio_0/vm-disk0");
+  EXPECT_EQ(c.undo[2].path, "target/core/fileio_1");
+
+  {  // killed before the cancel: still one record
+    std::ofstream(file, std::ios::app) << "make rmdir target/core/fileio_1 %\n";
+  }
+  EXPECT_EQ(read_journal(file).undo.size(), 3u);
+}
+
+}  // namespace
+}  // namespace qemu_lio
