@@ -113,8 +113,26 @@ Command parse_command_line(const std::vector<std::string>& all) {
   if (is_run) desc.add(run_options(cmd.run));
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(ours).options(desc).run(), vm);
+    // An empty positional description makes a stray word an error: "qemu-lio a.img -- q"
+    // (a forgotten --image) must not start the VM without its disk.
+    po::store(po::command_line_parser(ours)
+                  .options(desc)
+                  .positional(po::positional_options_description())
+                  .run(),
+              vm);
     po::notify(vm);
+  } catch (const po::too_many_positional_options_error&) {
+    std::string stray;
+    for (size_t k = 0; k < ours.size() && stray.empty(); ++k) {
+      if (!ours[k].empty() && ours[k][0] == '-') {
+        for (const char* opt : kTakesValue)
+          if (ours[k] == opt) ++k;
+        continue;
+      }
+      stray = ours[k];
+    }
+    throw UsageError("command line", "unexpected argument '" + stray +
+                                         "' (images need --image; QEMU's command goes after '--')");
   } catch (const po::error& e) {
     throw UsageError("command line", std::string(e.what()) + " (see --help)");
   }

@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -12,6 +13,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include "qemu_lio/error.h"
 
@@ -92,6 +94,10 @@ ImageInfo inspect_image(const ImageSpec& spec) {
     if (::ioctl(fd.get(), BLKGETSIZE64, &bytes) != 0)
       throw Error(given, "cannot read device size: " + errno_string(errno));
     info.size = bytes;
+    std::ifstream q(fmt::format("/sys/dev/block/{}:{}/queue/discard_max_bytes", major(st.st_rdev),
+                                minor(st.st_rdev)));
+    uint64_t max_discard = 0;
+    info.discard_supported = (q >> max_discard) && max_discard > 0;
   }
 
   if (info.size == 0) throw Error(given, "image is empty (size 0)");

@@ -57,7 +57,7 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
                        "async I/O bypasses O_DSYNC: advertise a cache so the guest flushes"));
   ops.push_back(make(Op::Kind::kWrite, so + "/wwn/vpd_unit_serial", d.identity.serial,
                      "stable serial: wwn/* is read-only once a LUN links the device"));
-  if (d.spec.discard)
+  if (d.spec.discard && d.info.discard_supported)
     ops.push_back(make(Op::Kind::kWrite, so + "/attrib/emulate_tpu", "1",
                        "discard; only after enable: before it the kernel oopses"));
   if (file) {

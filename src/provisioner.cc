@@ -53,7 +53,7 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
         delay = std::min(delay * 2, retry.max_delay);
         continue;
       }
-      log_error(e.what() + std::string(": ") + errno_string(e.err()));
+      log_error(e.what());
       return false;
     } catch (const std::exception& e) {
       log_error(u.path + ": " + e.what());
@@ -66,8 +66,26 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
 
 int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
   int failed = 0;
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
-    if (!undo_step(fs, *it, retry)) ++failed;
+  // TPGs whose nexus could not be cleared: removing an ACL under a live nexus blocks the
+  // caller in the kernel for minutes, so their ACLs stay (and count as failures).
+  std::vector<std::string> live_nexus_tpgs;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    const Undo& u = *it;
+    bool under_live_nexus = false;
+    for (const std::string& tpg : live_nexus_tpgs)
+      if (u.path.rfind(tpg + "/acls/", 0) == 0) under_live_nexus = true;
+    if (under_live_nexus) {
+      log_error(u.path + ": left in place: its nexus is still set");
+      ++failed;
+      continue;
+    }
+    if (undo_step(fs, u, retry)) continue;
+    ++failed;
+    const std::string suffix = "/nexus";
+    if (u.kind == Undo::Kind::kWrite && u.path.size() > suffix.size() &&
+        u.path.compare(u.path.size() - suffix.size(), suffix.size(), suffix) == 0)
+      live_nexus_tpgs.push_back(u.path.substr(0, u.path.size() - suffix.size()));
+  }
   return failed;
 }
 

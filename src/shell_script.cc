@@ -60,7 +60,7 @@ std::string render_undo(const Undo& u) {
     case Undo::Kind::kUnlink: return fmt::format("  [ ! -L {0} ] || rm {0}\n", cfs(u.path));
     case Undo::Kind::kWrite:
       // ENODEV when there is nothing to clear is fine.
-      return fmt::format("  printf '%s' {} > {} 2>/dev/null || true\n", shell_quote(u.value),
+      return fmt::format("  {{ printf '%s' {} > {}; }} 2>/dev/null || true\n", shell_quote(u.value),
                          cfs(u.path));
   }
   return "";

@@ -18,6 +18,9 @@ struct ImageInfo {
   std::string canonical_path;  ///< absolute, symlinks resolved
   ImageKind kind = ImageKind::kFile;
   uint64_t size = 0;           ///< bytes
+  /// False for a block device whose queue cannot discard: iblock refuses emulate_tpu=1
+  /// there, so discard is left off for it.
+  bool discard_supported = true;
 };
 
 /// Stats, resolves and sniffs the image named by `spec`. Throws Error naming the image and

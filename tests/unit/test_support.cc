@@ -1,0 +1,52 @@
+#include "test_support.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <vector>
+
+#include "qemu_lio/image_spec.h"
+
+namespace qemu_lio {
+
+TempDir::TempDir(const std::string& base) {
+  std::string root = base;
+  if (root.empty()) {
+    const char* t = std::getenv("TMPDIR");
+    root = t && *t ? t : "/tmp";
+  }
+  std::string tmpl = root + "/qemu-lio-test.XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp " + tmpl + " failed");
+  path_ = std::filesystem::canonical(buf.data()).string();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void write_file(const std::string& path, uint64_t size, const std::string& header) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot create " + path);
+  bool ok = header.empty() || ::write(fd, header.data(), header.size()) ==
+                                  static_cast<ssize_t>(header.size());
+  ok = ok && ::ftruncate(fd, static_cast<off_t>(size)) == 0;
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write " + path);
+}
+
+CheckedImage checked_image(const std::string& spec, uint64_t size, ImageKind kind) {
+  CheckedImage img;
+  img.spec = parse_image_spec(spec);
+  img.info.canonical_path = img.spec.path;
+  img.info.kind = kind;
+  img.info.size = size;
+  return img;
+}
+
+}  // namespace qemu_lio
