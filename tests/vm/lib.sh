@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the variables here are for the scripts that source it
 # lib.sh: helpers for scenario scripts that run inside the test VM (via vm-run.sh).
 #
 #   . "$(dirname "$0")/lib.sh"

@@ -141,7 +141,8 @@ extract_vmlinux() {
             gzip) off=$(LC_ALL=C grep -abo -m1 $'\x1f\x8b\x08' "$z" | head -n1 | cut -d: -f1); cmd="gzip -dcq" ;;
             zstd) off=$(LC_ALL=C grep -abo -m1 $'\x28\xb5\x2f\xfd' "$z" | head -n1 | cut -d: -f1); cmd="zstd -dcq" ;;
         esac
-        [ -n "$off" ] && command -v "${cmd%% *}" >/dev/null || continue
+        if [ -z "$off" ] || ! command -v "${cmd%% *}" >/dev/null; then continue; fi
+        # shellcheck disable=SC2086 # $cmd is a command with options
         tail -c +$((off + 1)) "$z" | timeout 120 $cmd >"$out.tmp" 2>/dev/null || true
         if [ "$(head -c 4 "$out.tmp" | od -An -c | tr -d ' ')" = '177ELF' ]; then
             mv -f "$out.tmp" "$out"
@@ -227,6 +228,12 @@ mount -t tmpfs -o mode=755 tmpfs $R/run || die "mount $R/run"
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp || die "mount $R/tmp"
 mkdir -p $R/run/vmio
 mount -o bind /vmio $R/run/vmio || die "bind vmio"
+# A cache dir under /tmp or /run is now hidden by the tmpfs: show it again, read-only from
+# the lower layer, at the same path (the script gets KERNEL etc. as paths in it).
+if [ -n "${VM_CACHE_DIR:-}" ] && [ ! -d "$R$VM_CACHE_DIR" ]; then
+    mkdir -p "$R$VM_CACHE_DIR"
+    mount -o bind "/lower$VM_CACHE_DIR" "$R$VM_CACHE_DIR" || die "bind $VM_CACHE_DIR"
+fi
 
 # modprobe inside the chroot must find this kernel's modules: bind the cached tree over
 # /lib/modules. Resolve the path inside the new root first (/lib is a symlink there).
@@ -291,6 +298,7 @@ build_vm_initrd() {
 }
 
 main() {
+    # shellcheck disable=SC2086 # a list of package names
     install_packages $PACKAGES
     mkdir -p "$CACHE"
     # Parallel test runs share the cache: one builder at a time.

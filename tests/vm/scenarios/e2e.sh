@@ -23,9 +23,13 @@ guest_bytes() {  # IMAGE -> the 14 bytes the guest wrote at 1 MiB
   dd if="$1" bs=1 skip=1048576 count=14 status=none
 }
 
-nested_qemu() {  # prints the QEMU command line for the nested guest
-  echo qemu-system-x86_64 -m 256 -nographic -no-reboot -nic none \
-    -kernel "$KERNEL" -initrd "$WORK/guest.img" -append "console=ttyS0 quiet panic=-1"
+# The nested guest's QEMU command line (lib.sh's boot arguments: TCG-friendly kernel).
+nested_qemu() {
+  NESTED=(qemu-system-x86_64 "${GUEST_BOOT_ARGS[@]}" -initrd "$WORK/guest.img" -append "$GUEST_APPEND")
+}
+
+show_tail_on_failure() {  # STATUS LOG
+  [ "$1" = 0 ] || { echo "  last lines of $2:"; tail -n 25 "$2" | sed 's/^/  | /'; }
 }
 
 run_guest() {  # LOG DEVICES... -- QEMU-LIO-ARGS...
@@ -34,8 +38,8 @@ run_guest() {  # LOG DEVICES... -- QEMU-LIO-ARGS...
   while [ "$1" != -- ]; do devs+=("$1"); shift; done
   shift
   "$MAKE_GUEST_INITRD" "$WORK/guest.img" "$here/guest-disks.sh" "${devs[@]}" || fail "guest initrd"
-  # shellcheck disable=SC2046
-  timeout "$GUEST_TIMEOUT" "$QEMU_LIO" --state-dir "$STATE_DIR" "$@" -- $(nested_qemu) > "$log" 2>&1
+  nested_qemu
+  timeout "$GUEST_TIMEOUT" "$QEMU_LIO" --state-dir "$STATE_DIR" "$@" -- "${NESTED[@]}" > "$log" 2>&1
 }
 
 scenario_one_disk() {
@@ -45,8 +49,9 @@ scenario_one_disk() {
   local t0=$SECONDS
   rc=0
   run_guest "$WORK/one.log" /dev/sda -- --image "$img" || rc=$?
+  show_tail_on_failure "$rc" "$WORK/one.log"
   echo "  nested guest: $((SECONDS - t0)) s"
-  grep -E 'GUEST-|vhost' "$WORK/one.log" | sed 's/^/  guest: /'
+  grep -E 'GUEST-|vhost' "$WORK/one.log" | sed 's/^/  guest: /' || true
   assert_eq 0 "$rc" "qemu-lio exit status (QEMU's)"
   grep -q 'GUEST-SAW /dev/sda QEMU-LIO-DISK-01' "$WORK/one.log" || fail "guest did not read the host's pattern"
   grep -q 'GUEST-EXIT 0' "$WORK/one.log" || fail "guest script failed"
@@ -62,8 +67,9 @@ scenario_three_disks() {
   rc=0
   run_guest "$WORK/three.log" /dev/sda /dev/sdb /dev/sdc -- \
     --image "$WORK/d1.img" --image "$WORK/d2.img,block-size=4096" --image "$WORK/d3.img,cache=writethrough" || rc=$?
+  show_tail_on_failure "$rc" "$WORK/three.log"
   echo "  nested guest: $((SECONDS - t0)) s"
-  grep -E 'GUEST-' "$WORK/three.log" | sed 's/^/  guest: /'
+  grep -E 'GUEST-' "$WORK/three.log" | sed 's/^/  guest: /' || true
   assert_eq 0 "$rc" "qemu-lio exit status (QEMU's)"
   grep -q 'GUEST-DISKS 3' "$WORK/three.log" || fail "guest did not see three disks"
   for i in 1 2 3; do
@@ -104,10 +110,11 @@ G
   before=$(configfs_snapshot)
   local t0=$SECONDS
   rc=0
-  # shellcheck disable=SC2046
-  timeout "$GUEST_TIMEOUT" "$QEMU_LIO" --state-dir "$STATE_DIR" --image "$img,readonly=on" -- $(nested_qemu) > "$WORK/ro.log" 2>&1 || rc=$?
+  nested_qemu
+  timeout "$GUEST_TIMEOUT" "$QEMU_LIO" --state-dir "$STATE_DIR" --image "$img,readonly=on" -- "${NESTED[@]}" > "$WORK/ro.log" 2>&1 || rc=$?
+  show_tail_on_failure "$rc" "$WORK/ro.log"
   echo "  nested guest: $((SECONDS - t0)) s"
-  grep -E 'GUEST-' "$WORK/ro.log" | sed 's/^/  guest: /'
+  grep -E 'GUEST-' "$WORK/ro.log" | sed 's/^/  guest: /' || true
   assert_eq 0 "$rc" "qemu-lio exit status"
   grep -q 'GUEST-RO ro=1 pattern=QEMU-LIO-DISK-07' "$WORK/ro.log" || fail "guest does not see a read-only disk with the pattern"
   grep -q 'GUEST-SGRAW rc=0' "$WORK/ro.log" && fail "the target accepted a raw WRITE"
