@@ -25,8 +25,8 @@ echo "=== host: qemu-lio run (nested guest under TCG: about a minute)"
 # While the guest runs, show what qemu-lio made (probe in the background).
 ( sleep 3; show_lio "while QEMU runs"; "$QEMU_LIO" list ) &
 "$QEMU_LIO" -v --name demo --image "$img" -- \
-  qemu-system-x86_64 -m 256 -nographic -no-reboot -nic none -kernel "$KERNEL" \
-  -initrd /tmp/demo-guest.img -append "console=ttyS0 quiet panic=-1" | grep -E '===|GUEST-EXIT'
+  qemu-system-x86_64 "${GUEST_BOOT_ARGS[@]}" -initrd /tmp/demo-guest.img -append "$GUEST_APPEND" \
+  | grep -E '===|GUEST-EXIT'
 wait
 show_lio "after QEMU exited"
 echo "=== host: the image at 1 MiB now reads: '$(dd if="$img" bs=1 skip=1048576 count=20 status=none)'"

@@ -34,6 +34,11 @@ wait_for() {  # SECONDS COMMAND...: poll until COMMAND succeeds
   done
 }
 
+# lib.sh's fast nested-guest boot arguments, without -nographic (QEMU refuses it with
+# -daemonize, and the readconfig run wants its console on stdout via -serial stdio instead).
+GUEST_ARGS=()
+for a in "${GUEST_BOOT_ARGS[@]}"; do [ "$a" = -nographic ] || GUEST_ARGS+=("$a"); done
+
 configfs_clean() { [ "$(configfs_snapshot)" = "$before" ]; }
 
 scenario_pass_through() {
@@ -111,8 +116,8 @@ sleep 600
 G
   "$MAKE_GUEST_INITRD" "$WORK/guest.img" "$WORK/guest.sh" /dev/sda || fail "guest initrd"
   before=$(configfs_snapshot)
-  dropin -m 256 -display none -no-reboot -nic none -serial "file:$WORK/serial.log" \
-    -kernel "$KERNEL" -initrd "$WORK/guest.img" -append "console=ttyS0 quiet panic=-1" \
+  dropin "${GUEST_ARGS[@]}" -display none -serial "file:$WORK/serial.log" \
+    -initrd "$WORK/guest.img" -append "$GUEST_APPEND" \
     -drive "file=$img,if=vhost-scsi,format=raw,cache=writeback,aio=threads" \
     -daemonize -pidfile "$WORK/qemu.pid" || rc=$?
   assert_eq 0 "$rc" "-daemonize returns QEMU's status"
@@ -175,8 +180,8 @@ printf 'GUEST-WROTE-02' | dd of=/dev/sda bs=1M seek=1 conv=notrunc,fsync 2>/dev/
 G
   "$MAKE_GUEST_INITRD" "$WORK/guest.img" "$WORK/guest.sh" /dev/sda /dev/vda || fail "guest initrd"
   before=$(configfs_snapshot)
-  timeout "$GUEST_TIMEOUT" env PATH="$LINKDIR:$PATH" qemu-system-x86_64 -m 256 -nographic -no-reboot -nic none \
-    -kernel "$KERNEL" -initrd "$WORK/guest.img" -append "console=ttyS0 quiet panic=-1" \
+  timeout "$GUEST_TIMEOUT" env PATH="$LINKDIR:$PATH" qemu-system-x86_64 "${GUEST_BOOT_ARGS[@]}" \
+    -initrd "$WORK/guest.img" -append "$GUEST_APPEND" \
     -readconfig "$WORK/vm.cfg" -pidfile "$WORK/rc.pid" > "$WORK/rc.log" 2>&1 || rc=$?
   grep 'GUEST-' "$WORK/rc.log" | sed 's/^/  guest: /' || true
   echo "  nested run $((SECONDS - t0)) s"

@@ -12,6 +12,8 @@ QEMU_LIO=${QEMU_LIO:?set QEMU_LIO to the qemu-lio binary}
 WORK=$(mktemp -d /tmp/qemu-lio-e2e.XXXXXX)
 STATE_DIR=$WORK/state
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-600}
+# The vhost fabric directory stays once made (shared; qemu-lio never removes it).
+mkdir -p "$T/vhost"
 
 # A raw image whose first 16 bytes are QEMU-LIO-DISK-<id>.
 pattern_image() {  # PATH ID
