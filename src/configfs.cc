@@ -9,24 +9,11 @@
 #include <cerrno>
 
 #include "qemu_lio/error.h"
+#include "qemu_lio/unique_fd.h"
 
 namespace qemu_lio {
 namespace {
 
-// Closes an fd on every path; never throws.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 class RealConfigFs : public ConfigFs {
  public:
@@ -43,7 +30,7 @@ class RealConfigFs : public ConfigFs {
   void write(const std::string& path, const std::string& value) override {
     // Never O_CREAT: configfs attributes exist or the path is wrong, and a wrong path
     // must fail here rather than land somewhere else.
-    Fd fd(::open(abs(path).c_str(), O_WRONLY | O_CLOEXEC));
+    UniqueFd fd(::open(abs(path).c_str(), O_WRONLY | O_CLOEXEC));
     if (fd.get() < 0) throw SysError(errno, "cannot open", path);
     // configfs parses the buffer of one write(2) call; a split write is two commands.
     ssize_t n = ::write(fd.get(), value.data(), value.size());
@@ -52,7 +39,7 @@ class RealConfigFs : public ConfigFs {
   }
 
   std::string read(const std::string& path) override {
-    Fd fd(::open(abs(path).c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(abs(path).c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) throw SysError(errno, "cannot open", path);
     std::string out;
     char buf[4096];

@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "qemu_lio/error.h"
+#include "qemu_lio/unique_fd.h"
 
 namespace qemu_lio {
 namespace {
@@ -23,19 +24,6 @@ namespace {
 // fd_dev_name is a 256-byte buffer in the kernel and is truncated silently.
 constexpr size_t kMaxKernelPath = 255;
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 bool starts_with(const std::string& s, const char* magic, size_t n, size_t off = 0) {
   return s.size() >= off + n && std::memcmp(s.data() + off, magic, n) == 0;
@@ -87,7 +75,7 @@ ImageInfo inspect_image(const ImageSpec& spec) {
   }
 
   // O_RDONLY only: never create, never change the image while checking it.
-  Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) throw Error(given, "cannot open: " + errno_string(errno));
   if (info.kind == ImageKind::kBlockDevice) {
     uint64_t bytes = 0;
@@ -118,7 +106,7 @@ ImageInfo inspect_image(const ImageSpec& spec) {
   if (spec.cache == CacheMode::kNone && info.kind == ImageKind::kFile) {
     // fd_async_io on a file system without O_DIRECT (tmpfs) oopses the kernel on the first
     // guest write (generic_file_direct_write). Prove O_DIRECT works before asking for it.
-    Fd direct(::open(p.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+    UniqueFd direct(::open(p.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
     if (direct.get() < 0)
       throw Error(given, fmt::format("cache=none needs O_DIRECT, which this file system refuses "
                                      "({}); use cache=writeback",
