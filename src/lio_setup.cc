@@ -109,6 +109,7 @@ std::vector<CheckItem> preflight(const std::string& root, const std::string& qem
   items.push_back({"kernel supports fd_async_io (cache=none)", major > 4 || (major == 4 && minor >= 18),
                    "kernel older than 4.18: use cache=writeback or writethrough"});
   std::string exe = find_executable(qemu);
+  if (!exe.empty() && ::access(exe.c_str(), X_OK) != 0) exe.clear();
   bool has_vhost = false;
   if (!exe.empty()) {
     try {
