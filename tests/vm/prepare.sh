@@ -224,8 +224,24 @@ ln -sf /proc/self/fd/2 $R/dev/stderr
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts || die "mount devpts"
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
+# Host directories under /tmp or /run that the run needs (a CI checkout and its build tree,
+# say) would vanish under the fresh tmpfs: hold them aside and put them back on top, still
+# copy-on-write like the rest of the root.
+kept=""
+n=0
+for d in ${VM_KEEP_DIRS:-}; do
+    [ -d "$R$d" ] || continue
+    mkdir -p /keep/$n
+    mount -o bind "$R$d" /keep/$n || die "hold $d"
+    kept="$kept $n:$d"
+    n=$((n + 1))
+done
 mount -t tmpfs -o mode=755 tmpfs $R/run || die "mount $R/run"
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp || die "mount $R/tmp"
+for k in $kept; do
+    mkdir -p "$R${k#*:}"
+    mount -o bind "/keep/${k%%:*}" "$R${k#*:}" || die "keep ${k#*:}"
+done
 mkdir -p $R/run/vmio
 mount -o bind /vmio $R/run/vmio || die "bind vmio"
 # A cache dir under /tmp or /run is now hidden by the tmpfs: show it again, read-only from

@@ -88,10 +88,31 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "vm-run: interrupted" >&2; exit 130' INT TERM
 
-# The VM mounts tmpfs over /tmp, /run, /dev, /proc and /sys, hiding the host's files there:
-# a script living there is copied into the shared run directory instead.
+# The VM mounts tmpfs over /tmp and /run, hiding the host's files there. The top directory
+# under them of the script, the working directory and every path passed in VM_ENV (a CI
+# checkout in /tmp and its build tree) is kept visible at the same path.
+keep_dirs=()
+keep_dir_of() {
+    local p base rest top k
+    p=$(realpath -m -- "$1")
+    case $p in
+        /tmp/?*) base=/tmp rest=${p#/tmp/} ;;
+        /run/?*) base=/run rest=${p#/run/} ;;
+        *) return 0 ;;
+    esac
+    top=$base/${rest%%/*}
+    [ "$top" != "$rundir" ] || return 0
+    for k in "${keep_dirs[@]}"; do [ "$k" != "$top" ] || return 0; done
+    keep_dirs+=("$top")
+}
+keep_dir_of "$script"
+keep_dir_of "$PWD"
+for k in ${VM_ENV:-}; do
+    if [[ ${!k:-} == /* ]]; then keep_dir_of "${!k}"; fi
+done
+# /dev, /proc and /sys are the kernel's: a script living there is copied in instead.
 case $script in
-    /tmp/*|/run/*|/dev/*|/proc/*|/sys/*|"${TMPDIR:-/tmp}"/*)
+    /dev/*|/proc/*|/sys/*)
         cp -- "$script" "$io/${script##*/}"
         script=/run/vmio/${script##*/}
         ;;
@@ -126,6 +147,7 @@ esac
     printf 'VM_MODULES_ROOT=%s\n' "${E[GUEST_MODULES_ROOT]}"
     printf 'VM_CACHE_DIR=%s\n' "${E[QEMU_LIO_VM_CACHE]}"
     printf 'VM_SCRATCH=%s\n' "$([ "$scratch_mb" -gt 0 ] && echo 1 || echo 0)"
+    printf 'VM_KEEP_DIRS="%s"\n' "${keep_dirs[*]}"
 } >"$io/vm.conf"
 
 scratch_args=()
