@@ -9,8 +9,15 @@ QEMU_LIO=${QEMU_LIO:?}
 
 show_lio() {
   echo "=== host: LIO objects ($1)"
-  find "$T" -mindepth 1 \( -path '*/statistics' -o -path '*/alua' -o -name 'attrib' -o -name 'pr' -o -name 'wwn' -o -name param -o -name auth -o -name np -o -name fabric_statistics -o -name discovery_auth \) -prune \
-    -o \( -type d -o -type l \) -printf '  %P%l\n' | sed 's|\(  .*\)\(\.\./.*\)|\1 -> \2|'
+  local so t
+  for so in "$T"/core/*_*/*/; do
+    [ -d "$so" ] && echo "  backstore ${so#"$T"/}  ($(cat "$so/udev_path"))"
+  done
+  for t in "$T"/vhost/naa.*; do
+    [ -d "$t" ] && echo "  vhost target ${t##*/}, nexus $(cat "$t/tpgt_1/nexus" 2>/dev/null)"
+  done
+  find "$T/vhost" -type l -printf '  LUN %P -> %l\n' 2>/dev/null
+  [ -n "$(ls -d "$T"/core/*_*/*/ "$T"/vhost/naa.* 2>/dev/null)" ] || echo "  (none)"
 }
 
 img=/tmp/demo.img

@@ -146,7 +146,12 @@ void Provisioner::run_op(const Op& raw) {
     if (undo) announce(*undo, true);
     throw;
   }
-  log_verbose(fmt::format("{} {}", op.path, op.value));
+  switch (op.kind) {
+    case Op::Kind::kWrite: log_verbose(fmt::format("wrote {} = {}", op.path, op.value)); break;
+    case Op::Kind::kExpect: log_verbose(fmt::format("checked {} holds '{}'", op.path, op.value)); break;
+    case Op::Kind::kSymlink: log_verbose(fmt::format("linked {} -> {}", op.path, op.value)); break;
+    default: log_verbose("made " + op.path); break;
+  }
   // The object exists from here on: its undo step goes on the stack before anything else.
   if (undo) undo_.push_back(*undo);
 }
