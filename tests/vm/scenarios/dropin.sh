@@ -7,6 +7,8 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
 . "$here/../lib.sh"
+# shellcheck source=images.sh
+. "$here/images.sh"
 
 QEMU_LIO=${QEMU_LIO:?set QEMU_LIO to the qemu-lio binary}
 REAL=$(command -v qemu-system-x86_64)
@@ -19,11 +21,6 @@ export QEMU_LIO_STATE_DIR=$WORK/state
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-600}
 dropin() { PATH=$LINKDIR:$PATH qemu-system-x86_64 "$@"; }
 
-pattern_image() {  # PATH ID
-  truncate -s 32M "$1"
-  printf 'QEMU-LIO-DISK-%s' "$2" | dd of="$1" conv=notrunc status=none
-}
-guest_bytes() { dd if="$1" bs=1 skip=1048576 count=14 status=none; }
 
 wait_for() {  # SECONDS COMMAND...: poll until COMMAND succeeds
   local n=$(($1 * 10))

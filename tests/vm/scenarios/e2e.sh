@@ -7,6 +7,8 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
 . "$here/../lib.sh"
+# shellcheck source=images.sh
+. "$here/images.sh"
 
 QEMU_LIO=${QEMU_LIO:?set QEMU_LIO to the qemu-lio binary}
 WORK=$(mktemp -d /tmp/qemu-lio-e2e.XXXXXX)
@@ -15,15 +17,6 @@ GUEST_TIMEOUT=${GUEST_TIMEOUT:-600}
 # The vhost fabric directory stays once made (shared; qemu-lio never removes it).
 mkdir -p "$T/vhost"
 
-# A raw image whose first 16 bytes are QEMU-LIO-DISK-<id>.
-pattern_image() {  # PATH ID
-  truncate -s 32M "$1"
-  printf 'QEMU-LIO-DISK-%s' "$2" | dd of="$1" conv=notrunc status=none
-}
-
-guest_bytes() {  # IMAGE -> the 14 bytes the guest wrote at 1 MiB
-  dd if="$1" bs=1 skip=1048576 count=14 status=none
-}
 
 # The nested guest's QEMU command line (lib.sh's boot arguments: TCG-friendly kernel).
 nested_qemu() {
