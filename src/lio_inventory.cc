@@ -53,11 +53,20 @@ Inventory scan_inventory(ConfigFs& fs) {
   return inv;
 }
 
-bool same_file(const std::string& a, const std::string& b) {
-  struct stat sa, sb;
-  if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
-  if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode)) return sa.st_rdev == sb.st_rdev;
-  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+FileKey file_key(const std::string& path) {
+  struct stat st;
+  FileKey k;
+  if (::stat(path.c_str(), &st) != 0) return k;
+  k.valid = true;
+  if (S_ISBLK(st.st_mode)) {
+    k.ino = st.st_rdev;  // device nodes in different places name one disk
+  } else {
+    k.dev = st.st_dev;
+    k.ino = st.st_ino;
+  }
+  return k;
 }
+
+bool same_file(const std::string& a, const std::string& b) { return file_key(a) == file_key(b); }
 
 }  // namespace qemu_lio

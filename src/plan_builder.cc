@@ -180,20 +180,27 @@ bool is_read_only_export(const Backstore& b) {
 }
 
 void check_conflicts(const Plan& plan, const Inventory& inv) {
+  // Each file is stat'ed once: this runs under the state lock, for every disk against every
+  // backstore on the host.
+  std::vector<FileKey> disk_keys;
+  for (const DiskPlan& d : plan.disks) disk_keys.push_back(file_key(d.info.canonical_path));
+  std::vector<FileKey> backstore_keys;
+  for (const Backstore& b : inv.backstores) backstore_keys.push_back(file_key(b.file));
   std::set<std::string> wwns;
   for (size_t i = 0; i < plan.disks.size(); ++i) {
     const DiskPlan& d = plan.disks[i];
     const std::string& obj = d.spec.path;
     for (size_t j = 0; j < i; ++j)
-      if (same_file(plan.disks[j].info.canonical_path, d.info.canonical_path))
+      if (disk_keys[j] == disk_keys[i])
         throw Error(obj, fmt::format("the same image is given twice (disk {} and disk {})", j, i));
     if (!wwns.insert(d.identity.wwn).second)
       throw Error(obj, "wwn " + d.identity.wwn + " is used by two disks of this run");
-    for (const Backstore& b : inv.backstores)
-      if (!b.file.empty() && same_file(b.file, d.info.canonical_path) &&
-          !(d.spec.readonly && is_read_only_export(b)))
+    for (size_t k = 0; k < inv.backstores.size(); ++k) {
+      const Backstore& b = inv.backstores[k];
+      if (backstore_keys[k] == disk_keys[i] && !(d.spec.readonly && is_read_only_export(b)))
         throw Error(obj, fmt::format("already exported by LIO backstore {} (two writers would "
                                      "corrupt it)", b.path()));
+    }
     for (const std::string& w : inv.vhost_wwns)
       if (w == d.identity.wwn)
         throw Error(obj, "wwn " + w + " already exists in target/vhost (another VM or tool "

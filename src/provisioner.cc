@@ -157,7 +157,10 @@ void Provisioner::run_op(const Op& raw) {
 }
 
 void Provisioner::claim_hba(const Op& op) {
-  for (int n = 0; n < kMaxHbaIndex; ++n) {
+  // Start past the last HBA this run claimed: the lower ones are taken, and probing them
+  // again made claims quadratic in the number of disks.
+  int& next = next_hba_[op.path + "/" + op.value];
+  for (int n = next; n < kMaxHbaIndex; ++n) {
     std::string name = fmt::format("{}_{}", op.value, n);
     Undo undo{Undo::Kind::kRmdir, op.path + "/" + name, ""};
     announce(undo, false);
@@ -170,6 +173,7 @@ void Provisioner::claim_hba(const Op& op) {
     }
     undo_.push_back(undo);
     vars_.emplace_back(op.var, name);
+    next = n + 1;
     log_verbose("claimed " + undo.path);
     return;
   }

@@ -28,6 +28,17 @@ struct Inventory {
 /// Reads the inventory. Missing directories simply yield empty lists.
 Inventory scan_inventory(ConfigFs& fs);
 
+/// What makes a file the same file: device and inode (or, for block devices, the device
+/// number), so two paths to one image compare equal.
+struct FileKey {
+  unsigned long long dev = 0, ino = 0;
+  bool valid = false;  ///< false if the file could not be stat'ed
+  bool operator==(const FileKey& o) const { return valid && o.valid && dev == o.dev && ino == o.ino; }
+};
+
+/// The key of the file at `path` (not valid if it is gone).
+FileKey file_key(const std::string& path);
+
 /// True if `a` and `b` name the same file (same device and inode); false if either is gone.
 bool same_file(const std::string& a, const std::string& b);
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,6 +66,7 @@ class Provisioner {
   RetryPolicy retry_;
   std::vector<Undo> undo_;
   std::vector<std::pair<std::string, std::string>> vars_;
+  std::map<std::string, int> next_hba_;  ///< per "target/core/<plugin>": where to probe next
   UndoObserver observer_;
 };
 
