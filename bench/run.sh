@@ -14,7 +14,7 @@
 #   BENCH_PARTS="control profile targetcli dataplane nested"   which in-VM parts to run
 #   BENCH_REPS=5  BENCH_DISKS="1 8 64"  BENCH_TCLI="1:3 8:1" (disks:repetitions)
 #   BENCH_FIO_RUNTIME=5  BENCH_DP_MB=1024  BENCH_PT_RUNS=300  BENCH_NATIVE=1
-#   BENCH_VM_TIMEOUT=3000  BENCH_VARIANT=1 (also time a statically linked build, see below)
+#   BENCH_VM_TIMEOUT=3000  BENCH_VARIANT=0 (1: also time an experimental link variant, see below)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -39,7 +39,7 @@ cmake --build build/bench -j "$(nproc)" > /dev/null
 # dynamic, so that only libc is loaded at exec and the unwinder keeps PT_GNU_EH_FRAME (a
 # fully -static link sorts every FDE on the first throw; see docs/benchmarks.md).
 export QEMU_LIO_ALT=
-if [ "${BENCH_VARIANT:-1}" = 1 ]; then
+if [ "${BENCH_VARIANT:-0}" = 1 ]; then
   cmake -S . -B build/bench/variant -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQEMU_LIO_BUILD_TESTS=OFF \
     -DQEMU_LIO_STATIC=OFF \
     -DBoost_USE_STATIC_LIBS=ON -DCMAKE_CXX_FLAGS=-DFMT_HEADER_ONLY \
