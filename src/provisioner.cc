@@ -44,7 +44,7 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
       // journalled claim attempt may have lost the race to it. Our own objects inside an
       // HBA are undone (and counted if they fail) before it.
       if (u.kind == Undo::Kind::kRmdir && e.err() == ENOTEMPTY && is_hba_path(u.path)) {
-        log_verbose(u.path + ": holds objects that are not ours; left alone");
+        log_verbose(u.path + ": still holds a storage object; left for its owner (failures inside are counted on their own)");
         return true;
       }
       // EBUSY: the kernel still holds the object (a vhost endpoint being released).
