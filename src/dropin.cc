@@ -141,6 +141,12 @@ DropinRequest scan_qemu_argv(const std::vector<std::string>& in) {
   return r;
 }
 
+void prepend_images(DropinRequest& req, const std::vector<ImageSpec>& specs) {
+  req.images.insert(req.images.begin(), specs.begin(), specs.end());
+  req.slots.insert(req.slots.begin(), specs.size(), req.argv.size());
+  for (ReadConfigUse& use : req.readconfigs) use.first_image += specs.size();
+}
+
 std::vector<std::string> finalize_argv(const DropinRequest& req, const Plan& plan,
                                        const std::vector<std::string>& copies) {
   std::vector<std::string> out;

@@ -169,8 +169,6 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
   for (const DiskPlan& d : plan.disks) {
     add_backstore_ops(d, plan.ops);
     add_vhost_ops(d, plan.ops);
-    plan.qemu_extra_args.push_back("-device");
-    plan.qemu_extra_args.push_back(device_option(d));
   }
   return plan;
 }

@@ -10,10 +10,4 @@ std::optional<std::string> qemu_option_value(const std::vector<std::string>& arg
   return value;
 }
 
-std::vector<std::string> with_extra_args(std::vector<std::string> argv,
-                                         const std::vector<std::string>& extra) {
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  return argv;
-}
-
 }  // namespace qemu_lio

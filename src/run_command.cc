@@ -185,7 +185,8 @@ int launch(const LaunchRequest& req, ConfigFs& fs) {
     prov.release();
     sigprocmask(SIG_SETMASK, &signals.original(), nullptr);
     try {
-      exec_qemu(find_executable(exe).empty() ? exe : find_executable(exe), qemu_argv);
+      const std::string path = find_executable(exe);
+      exec_qemu(path.empty() ? exe : path, qemu_argv);
     } catch (const Error&) {
       // The monitor sees us exit and finds the work done (or does it, if we are killed).
       JournalContents j = read_journal(journal.path());
@@ -261,10 +262,7 @@ int run_vm(const RunOptions& opts, ConfigFs& fs) {
   std::vector<ImageSpec> specs;
   for (const std::string& s : opts.images) specs.push_back(parse_image_spec(s));
   req.qemu = scan_qemu_argv(opts.qemu_argv);
-  // --image disks come first (disk0...), their -device options at the end of the argv.
-  req.qemu.images.insert(req.qemu.images.begin(), specs.begin(), specs.end());
-  req.qemu.slots.insert(req.qemu.slots.begin(), specs.size(), req.qemu.argv.size());
-  for (ReadConfigUse& use : req.qemu.readconfigs) use.first_image += specs.size();
+  prepend_images(req.qemu, specs);
   return launch(req, fs);
 }
 

@@ -42,6 +42,10 @@ bool is_dropin_name(const std::string& argv0);
 /// left for QEMU to complain about). Throws UsageError for a bad vhost drive.
 DropinRequest scan_qemu_argv(const std::vector<std::string>& argv);
 
+/// Puts `--image` disks first (disk0, disk1, ...), with their -device options at the end of
+/// the argv, after the user's own options.
+void prepend_images(DropinRequest& req, const std::vector<ImageSpec>& specs);
+
 /// The final argv: -device options in the drives' places, readconfig FILEs replaced by
 /// `readconfig_copies[i]` (rendered by the caller from the plan's disks).
 std::vector<std::string> finalize_argv(const DropinRequest& req, const Plan& plan,

@@ -47,7 +47,6 @@ struct Plan {
   std::string vm_name;
   std::vector<DiskPlan> disks;
   std::vector<Op> ops;
-  std::vector<std::string> qemu_extra_args;  ///< "-device", "vhost-scsi-pci,..." pairs
 };
 
 /// One step that reverses a created object.

@@ -12,9 +12,4 @@ namespace qemu_lio {
 std::optional<std::string> qemu_option_value(const std::vector<std::string>& argv,
                                              const std::string& opt);
 
-/// QEMU's argv with `extra` appended: our -device options go last so that the user's own
-/// options are untouched and keep their order.
-std::vector<std::string> with_extra_args(std::vector<std::string> argv,
-                                         const std::vector<std::string>& extra);
-
 }  // namespace qemu_lio

@@ -225,7 +225,7 @@ TEST(BuildPlan, UserWwnIsUsedForTheTarget) {
   Plan plan = plan_for({"/img/a.raw,wwn=naa.5001405aaaaaaaaa"});
   EXPECT_EQ(plan.disks[0].identity.wwn, "naa.5001405aaaaaaaaa");
   EXPECT_NE(DiskOps(plan, 0).find(Kind::kMkdir, "target/vhost/naa.5001405aaaaaaaaa"), kNone);
-  EXPECT_NE(plan.qemu_extra_args.at(1).find("wwpn=naa.5001405aaaaaaaaa"), std::string::npos);
+  EXPECT_NE(device_option(plan.disks[0]).find("wwpn=naa.5001405aaaaaaaaa"), std::string::npos);
 }
 
 TEST(BuildPlan, UserWwnEqualToTheNexusGetsAnotherNexus) {
@@ -316,8 +316,8 @@ TEST(DeviceOption, MinimalIsWwpnAndMaxSectors) {
   Plan plan = plan_for({"/img/a.raw"});
   const std::string wwn = plan.disks[0].identity.wwn;
   EXPECT_EQ(device_option(plan.disks[0]), "vhost-scsi-pci,wwpn=" + wwn + ",max_sectors=16384");
-  EXPECT_EQ(plan.qemu_extra_args,
-            (std::vector<std::string>{"-device", "vhost-scsi-pci,wwpn=" + wwn + ",max_sectors=16384"}));
+  EXPECT_EQ(qemu_argv_for(plan, {"qemu"}),
+            (std::vector<std::string>{"qemu", "-device", "vhost-scsi-pci,wwpn=" + wwn + ",max_sectors=16384"}));
 }
 
 TEST(DeviceOption, EveryPropertyInOrder) {
@@ -345,12 +345,13 @@ TEST(DeviceOption, BootTpgtNamesTheTpgThePlanCreates) {
 
 TEST(DeviceOption, OnePairPerDiskInOrder) {
   Plan plan = plan_for({"/img/a.raw,id=a", "/img/b.raw,id=b", "/img/c.raw,id=c"});
-  ASSERT_EQ(plan.qemu_extra_args.size(), 6u);
+  const std::vector<std::string> extra = qemu_argv_for(plan, {});
+  ASSERT_EQ(extra.size(), 6u);
   for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(plan.qemu_extra_args[2 * i], "-device");
-    EXPECT_EQ(plan.qemu_extra_args[2 * i + 1], device_option(plan.disks[i]));
+    EXPECT_EQ(extra[2 * i], "-device");
+    EXPECT_EQ(extra[2 * i + 1], device_option(plan.disks[i]));
   }
-  EXPECT_NE(plan.qemu_extra_args[5].find(",id=c"), std::string::npos);
+  EXPECT_NE(extra[5].find(",id=c"), std::string::npos);
 }
 
 TEST(SanitizeVmName, KeepsASafeToken) {

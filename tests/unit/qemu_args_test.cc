@@ -1,5 +1,7 @@
 #include "qemu_lio/qemu_args.h"
 
+#include "test_support.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -38,14 +40,17 @@ TEST(QemuOptionValue, AValueIsNotTakenForAnOption) {
   EXPECT_EQ(qemu_option_value({"qemu", "-name", "-name", "x"}, "-name"), "-name");
 }
 
-TEST(WithExtraArgs, AppendsInOrderAndLeavesTheUsersArgvAlone) {
+// --image disks: their -device options go after the user's own, in disk order.
+TEST(ImageDevices, AppendInOrderAndLeaveTheUsersArgvAlone) {
   const Argv user = {"qemu", "-m", "1G", "-device", "virtio-net"};
-  const Argv extra = {"-device", "vhost-scsi-pci,wwpn=naa.1", "-device", "vhost-scsi-pci,wwpn=naa.2"};
-  Argv out = with_extra_args(user, extra);
+  Plan plan = build_plan("vm", {checked_image("/img/a.raw,wwn=naa.0000000000000001"),
+                                checked_image("/img/b.raw,wwn=naa.0000000000000002")});
+  Argv out = qemu_argv_for(plan, user);
   EXPECT_EQ(out, (Argv{"qemu", "-m", "1G", "-device", "virtio-net", "-device",
-                       "vhost-scsi-pci,wwpn=naa.1", "-device", "vhost-scsi-pci,wwpn=naa.2"}));
+                       "vhost-scsi-pci,wwpn=naa.0000000000000001,max_sectors=16384", "-device",
+                       "vhost-scsi-pci,wwpn=naa.0000000000000002,max_sectors=16384"}));
   EXPECT_EQ(user, (Argv{"qemu", "-m", "1G", "-device", "virtio-net"}));
-  EXPECT_EQ(with_extra_args(user, {}), user);
+  EXPECT_EQ(qemu_argv_for(build_plan("vm", {}), user), user);
 }
 
 }  // namespace

@@ -212,7 +212,7 @@ class RenderTest : public ::testing::Test {
                                 checked_image("/img/c.raw,readonly=on"),
                                 checked_image("/dev/vdb", 1 << 30, ImageKind::kBlockDevice)})),
         argv_({"qemu-system-x86_64", "-name", "it's", "-m", "1G"}) {
-    argv_ = with_extra_args(argv_, plan_.qemu_extra_args);
+    argv_ = qemu_argv_for(plan_, argv_);
     script_ = render_shell_script(plan_, "/sys/kernel/config", argv_);
   }
   // Position of `needle` inside the body of function `fn` ("up" or "down"), at or after

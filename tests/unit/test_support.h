@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "qemu_lio/error.h"
 #include "qemu_lio/plan_builder.h"
@@ -36,6 +37,10 @@ void write_file(const std::string& path, uint64_t size, const std::string& heade
 /// `spec` is parsed as --image, the canonical path is the spec's path as given.
 CheckedImage checked_image(const std::string& spec, uint64_t size = 1 << 20,
                            ImageKind kind = ImageKind::kFile);
+
+/// The argv QEMU gets when `user` is the command after "--" and the plan's disks came from
+/// --image: the path `qemu-lio run` takes (scan, prepend the images, finalize).
+std::vector<std::string> qemu_argv_for(const Plan& plan, const std::vector<std::string>& user);
 
 /// Runs `f` and returns the what() of the `E` it throws; records a failure if it throws
 /// nothing (and returns "").
