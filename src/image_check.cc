@@ -93,15 +93,21 @@ ImageInfo inspect_image(const ImageSpec& spec) {
     throw Error(given, fmt::format("size {} is not a multiple of block-size {}", info.size,
                                    spec.block_size));
 
-  std::string header(512, '\0');
-  ssize_t n = ::pread(fd.get(), header.data(), header.size(), 0);
-  if (n < 0) throw Error(given, "cannot read: " + errno_string(errno));
-  header.resize(static_cast<size_t>(n));
-  std::string fmt_name = detect_image_format(header);
-  if (!fmt_name.empty())
-    throw Error(given, fmt::format("is a {} image; LIO serves raw images only: convert it with "
-                                   "'qemu-img convert -O raw {} IMAGE.raw'",
-                                   fmt_name, "-f " + fmt_name + " SRC"));
+  // The first sector of a raw disk is the guest's: with format=raw it is not looked at.
+  // Without it a format magic is refused, as QEMU's own probing would read the image in that
+  // format. No qemu-img hint: converting guest-written data would follow any backing file
+  // its header names.
+  if (!spec.format_raw) {
+    std::string header(512, '\0');
+    ssize_t n = ::pread(fd.get(), header.data(), header.size(), 0);
+    if (n < 0) throw Error(given, "cannot read: " + errno_string(errno));
+    header.resize(static_cast<size_t>(n));
+    std::string fmt_name = detect_image_format(header);
+    if (!fmt_name.empty())
+      throw Error(given, fmt::format("has a {} header; LIO serves raw images only: if this is a "
+                                     "raw disk, set format=raw",
+                                     fmt_name));
+  }
 
   if (spec.cache == CacheMode::kNone && info.kind == ImageKind::kFile) {
     // fd_async_io on a file system without O_DIRECT (tmpfs) oopses the kernel on the first

@@ -56,6 +56,14 @@ void check_token(const std::string& what, const std::string& value) {
   }
 }
 
+void check_not_fdset(const std::string& path) {
+  // QEMU resolves /dev/fdset/N against fds passed with add-fd; LIO has no such table and
+  // would open a path that does not exist.
+  if (path.rfind("/dev/fdset/", 0) == 0)
+    throw UsageError(path, "QEMU fd sets are not supported for vhost-scsi disks: LIO opens "
+                           "the image by path");
+}
+
 namespace {
 
 int parse_int(const std::string& key, const std::string& v, long lo, long hi) {
@@ -81,6 +89,7 @@ ImageSpec parse_image_spec(std::string_view spec) {
   ImageSpec img;
   img.path = parts[0];
   if (img.path.empty()) throw UsageError("--image", "SPEC has no image path");
+  check_not_fdset(img.path);
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& kv = parts[i];
     auto eq = kv.find('=');
@@ -125,6 +134,11 @@ ImageSpec parse_image_spec(std::string_view spec) {
       img.num_queues = parse_int(key, v, 1, 128);
     } else if (key == "max-sectors") {
       img.max_sectors = parse_int(key, v, 1, 65535);
+    } else if (key == "format") {
+      if (v != "raw")
+        throw UsageError("image key format",
+                         fmt::format("format '{}' is not supported: LIO serves raw images only", v));
+      img.format_raw = true;
     } else if (key == "id") {
       check_token("image key id", v);
       img.id = v;
@@ -136,8 +150,9 @@ ImageSpec parse_image_spec(std::string_view spec) {
       img.addr = v;
     } else {
       throw UsageError("image " + img.path, fmt::format("unknown key '{}' (known: wwn, serial, "
-                                                        "block-size, cache, discard, readonly, bootindex, "
-                                                        "num-queues, max-sectors, id, bus, addr)",
+                                                        "block-size, cache, discard, readonly, format, "
+                                                        "bootindex, num-queues, max-sectors, id, bus, "
+                                                        "addr)",
                                                         key));
     }
   }

@@ -22,14 +22,6 @@ std::string escape_commas(const std::string& v) {
   return out;
 }
 
-std::string conversion_hint(const std::string& file, const std::string& format) {
-  std::string stem = file;
-  const std::string ext = "." + format;
-  if (stem.size() > ext.size() && stem.compare(stem.size() - ext.size(), ext.size(), ext) == 0)
-    stem.resize(stem.size() - ext.size());
-  return fmt::format("qemu-img convert -f {} -O raw {} {}.raw", format, file, stem);
-}
-
 CacheMode map_cache(const std::string& name, const std::string& cache) {
   if (cache == "writeback") return CacheMode::kWriteback;
   if (cache == "writethrough") return CacheMode::kWritethrough;
@@ -100,10 +92,15 @@ std::optional<ImageSpec> drive_options_to_image(const std::string& name, const D
 
   if (!file || file->empty())
     throw UsageError(name, "has no file=: if=vhost-scsi needs the image's path");
+  check_not_fdset(*file);
+  // No conversion hint: qemu-img on an image of unknown origin follows whatever backing
+  // file its header names.
   if (format && *format != "raw")
-    throw UsageError(name, fmt::format("format '{}' cannot be served: LIO serves raw images only; "
-                                       "convert it with: {}",
-                                       *format, conversion_hint(*file, *format)));
+    throw UsageError(name, fmt::format("format '{}' cannot be served: LIO serves raw images only",
+                                       *format));
+  // An explicit format=raw is the caller's word that the image is raw; it also stops the
+  // header sniffing, which a guest could otherwise trip by writing a magic into sector 0.
+  if (format) spec_keys.emplace_back("format", "raw");
 
   CacheMode mode = cache ? map_cache(name, *cache) : CacheMode::kWriteback;  // QEMU's default
   spec_keys.emplace_back("cache", to_string(mode));

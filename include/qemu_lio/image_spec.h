@@ -34,6 +34,9 @@ struct ImageSpec {
   std::optional<std::string> bus;    ///< QEMU bus
   std::optional<std::string> addr;   ///< QEMU PCI addr
   bool readonly = false;             ///< guest writes are refused by the target
+  /// The caller said format=raw: the image is raw whatever its first sector holds, so the
+  /// header is not sniffed (a guest may write any bytes there, a qcow2 magic included).
+  bool format_raw = false;
 };
 
 /// Splits a QEMU-style option string on ',' where ",," stands for a literal ','.
@@ -45,6 +48,9 @@ ImageSpec parse_image_spec(std::string_view spec);
 /// Checks a value that ends up inside a QEMU -device option or a configfs name: it must not
 /// carry ',', '=', whitespace, quotes or control characters. Throws UsageError naming `what`.
 void check_token(const std::string& what, const std::string& value);
+
+/// Throws UsageError if `path` names a QEMU fd set (/dev/fdset/N): LIO opens images by path.
+void check_not_fdset(const std::string& path);
 
 /// True if `wwn` is "naa." followed by exactly 16 hex digits.
 bool is_valid_naa(const std::string& wwn);

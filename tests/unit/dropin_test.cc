@@ -80,10 +80,20 @@ TEST(DropinScan, UnreadableReadconfigIsLeftForQemu) {
 }
 
 TEST(DropinScan, BadVhostDriveIsAUsageError) {
-  EXPECT_NE(error_of<UsageError>([] {
-              scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=a.qcow2,if=vhost-scsi,format=qcow2"});
-            }).find("qemu-img convert"),
-            std::string::npos);
+  std::string e = error_of<UsageError>([] {
+    scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=a.qcow2,if=vhost-scsi,format=qcow2"});
+  });
+  EXPECT_NE(e.find("format 'qcow2' cannot be served"), std::string::npos) << e;
+  EXPECT_EQ(e.find("qemu-img"), std::string::npos) << e;
+}
+
+TEST(DropinScan, DriveFormatRawReachesTheImage) {
+  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=a.img,if=vhost-scsi,format=raw"});
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_TRUE(r.images[0].format_raw);
+  r = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=a.img,if=vhost-scsi"});
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_FALSE(r.images[0].format_raw);
 }
 
 }  // namespace

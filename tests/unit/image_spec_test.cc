@@ -122,9 +122,22 @@ TEST(ParseImageSpec, BadValuesNameTheKey) {
   EXPECT_NE(usage_error("a,addr=").find("image key addr"), std::string::npos);
 }
 
+TEST(ParseImageSpec, FormatIsRawOnly) {
+  EXPECT_FALSE(parse_image_spec("/img/a.raw").format_raw);
+  EXPECT_TRUE(parse_image_spec("/img/a.raw,format=raw").format_raw);
+  EXPECT_EQ(usage_error("/img/a.raw,format=qcow2"),
+            "image key format: format 'qcow2' is not supported: LIO serves raw images only");
+  EXPECT_NE(usage_error("/img/a.raw,format=").find("not supported"), std::string::npos);
+}
+
+TEST(ParseImageSpec, FdSetsAreRefused) {
+  EXPECT_EQ(usage_error("/dev/fdset/3"), "/dev/fdset/3: QEMU fd sets are not supported for "
+                                         "vhost-scsi disks: LIO opens the image by path");
+}
+
 TEST(ParseImageSpec, UnknownKeyMessageNamesTheKey) {
-  std::string msg = usage_error("/img/a.raw,format=qcow2");
-  EXPECT_NE(msg.find("unknown key 'format'"), std::string::npos) << msg;
+  std::string msg = usage_error("/img/a.raw,size=1");
+  EXPECT_NE(msg.find("unknown key 'size'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("/img/a.raw"), std::string::npos) << msg;
   EXPECT_NE(msg.find("known: wwn"), std::string::npos) << msg;
 }

@@ -256,6 +256,16 @@ TEST(ReadConfigParse, BadKeysInVhostSectionAreUsageErrors) {
   EXPECT_NE(e.find("already used by the drive at line 1"), std::string::npos) << e;
 }
 
+TEST(ReadConfigParse, FormatRawTurnsOffHeaderSniffing) {
+  ReadConfig rc = parse_readconfig("[drive \"d1\"]\n  if = \"vhost-scsi\"\n  file = \"/a.img\"\n"
+                                   "  format = \"raw\"\n");
+  ASSERT_EQ(rc.images().size(), 1u);
+  EXPECT_TRUE(rc.images()[0].format_raw);
+  rc = parse_readconfig("[drive \"d1\"]\n  if = \"vhost-scsi\"\n  file = \"/a.img\"\n");
+  ASSERT_EQ(rc.images().size(), 1u);
+  EXPECT_FALSE(rc.images()[0].format_raw);
+}
+
 TEST(ReadConfigParse, IdKeyOverridesHeaderAndDevicesMatchIt) {
   const std::string text =
       "[drive \"hdr\"]\n  if = \"vhost-scsi\"\n  file = \"/a.img\"\n  id = \"real\"\n\n"
