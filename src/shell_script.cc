@@ -13,6 +13,33 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
+std::string shell_comment(const std::string& text, const std::string& indent) {
+  // sh ends a comment at a newline only; every other byte, '\r' included, stays inside it.
+  std::string out = indent + "# ";
+  for (char c : text) {
+    out += c;
+    if (c == '\n') out += indent + "# ";
+  }
+  return out + "\n";
+}
+
+std::string display_quote(const std::string& s) {
+  bool control = false;
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) control = true;
+  if (!control) return shell_quote(s);
+  std::string out = "$'";
+  for (unsigned char c : s) {
+    if (c == '\\' || c == '\'') out += std::string("\\") + static_cast<char>(c);
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+    else out += static_cast<char>(c);
+  }
+  return out + "'";
+}
+
 namespace {
 
 // "$CFS/target/core/$HBA0/x": variables stay live for sh, the rest is literal.
@@ -20,7 +47,7 @@ namespace {
 std::string cfs(const std::string& path) { return "\"$CFS/" + path + "\""; }
 
 std::string render_op(const Op& op) {
-  std::string s = "  # " + op.why + "\n";
+  std::string s = shell_comment(op.why, "  ");
   switch (op.kind) {
     case Op::Kind::kClaimHba:
       s += fmt::format(
@@ -44,8 +71,8 @@ std::string render_op(const Op& op) {
     case Op::Kind::kExpect:
       s += fmt::format(
           "  grep -qF -- {0} {1} || {{ echo \"qemu-lio: error: {2}: kernel did not take the "
-          "setting {3}\" >&2; exit 1; }}\n",
-          shell_quote(op.value), cfs(op.path), op.path, op.value);
+          "setting \"{0} >&2; exit 1; }}\n",
+          shell_quote(op.value), cfs(op.path), op.path);
       break;
     case Op::Kind::kSymlink:
       s += fmt::format("  ln -s {} {}\n", cfs(op.value), cfs(op.path));
@@ -72,17 +99,19 @@ std::string render_shell_script(const Plan& plan, const std::string& configfs_ro
                                 const std::vector<std::string>& qemu_argv) {
   std::string s;
   s += "#!/bin/sh\n";
-  s += fmt::format("# qemu-lio dry run for VM '{}': {} disk(s).\n", plan.vm_name,
-                   plan.disks.size());
+  s += shell_comment(fmt::format("qemu-lio dry run for VM '{}': {} disk(s).", plan.vm_name,
+                                 plan.disks.size()));
   s += "# sh THIS-SCRIPT [up|down]: up provisions (the default), down removes.\n";
   s += "set -eu\n";
   s += "CFS=" + shell_quote(configfs_root) + "\n\n";
 
-  s += "up() {\n";
+  // ':' keeps a plan without disks valid sh: "up() { }" is a syntax error.
+  s += "up() {\n  :\n";
   for (const DiskPlan& d : plan.disks)
-    s += fmt::format("  # disk {}: {} ({}, {}, block-size {}, wwn {})\n", d.hba_var.substr(3),
-                     d.info.canonical_path, d.plugin, to_string(d.spec.cache), d.spec.block_size,
-                     d.identity.wwn);
+    s += shell_comment(fmt::format("disk {}: {} ({}, {}, block-size {}, wwn {})",
+                                   d.hba_var.substr(3), d.info.canonical_path, d.plugin,
+                                   to_string(d.spec.cache), d.spec.block_size, d.identity.wwn),
+                       "  ");
   for (const Op& op : plan.ops) s += render_op(op);
   s += "}\n\n";
 
@@ -96,7 +125,7 @@ std::string render_shell_script(const Plan& plan, const std::string& configfs_ro
        "  done\n"
        "  echo none\n"
        "}\n\n";
-  s += "down() {\n";
+  s += "down() {\n  :\n";
   for (const DiskPlan& d : plan.disks)
     s += fmt::format("  {}=$(find_hba {} {} {})\n", d.hba_var, d.plugin, d.so_name,
                      shell_quote(d.info.canonical_path));
@@ -108,9 +137,11 @@ std::string render_shell_script(const Plan& plan, const std::string& configfs_ro
        "  down) down ;;\n"
        "  *) echo \"usage: $0 [up|down]\" >&2; exit 2 ;;\n"
        "esac\n\n";
-  s += "# QEMU command line, run between up and down:\n#";
-  for (const std::string& a : qemu_argv) s += " " + shell_quote(a);
-  s += "\n";
+  s += "# QEMU command line, run between up and down:\n";
+  std::string line;
+  for (const std::string& a : qemu_argv) line += " " + display_quote(a);
+  // display_quote leaves no newline; shell_comment would keep one a comment all the same.
+  s += shell_comment(line.empty() ? line : line.substr(1));
   return s;
 }
 

@@ -83,6 +83,38 @@ TEST(ShellQuote, SurvivesARoundTripThroughSh) {
   }
 }
 
+TEST(ShellComment, EveryLineIsAComment) {
+  EXPECT_EQ(shell_comment("plain"), "# plain\n");
+  EXPECT_EQ(shell_comment("a\nb", "  "), "  # a\n  # b\n");
+  EXPECT_EQ(shell_comment("a\n"), "# a\n# \n");
+  EXPECT_EQ(shell_comment(""), "# \n");
+  // Run as a script, none of it does anything, whatever it holds.
+  TempDir dir;
+  const std::string marker = dir / "pwned";
+  spit(dir / "s.sh", shell_comment("x\ntouch " + marker + " #\r\ntouch " + marker + "\n\n"));
+  ShResult r = sh("sh " + shell_quote(dir / "s.sh"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output, "");
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST(DisplayQuote, PlainArgumentsAreShellQuoted) {
+  EXPECT_EQ(display_quote("it's"), shell_quote("it's"));
+  EXPECT_EQ(display_quote("-m"), "'-m'");
+}
+
+TEST(DisplayQuote, ControlCharactersStayOnOneLineAndRoundTripThroughBash) {
+  EXPECT_EQ(display_quote("x\ntouch /tmp/pwned #"), "$'x\\ntouch /tmp/pwned #'");
+  for (const std::string& s : std::vector<std::string>{"a\nb", "it's\n", "back\\slash\t", "cr\r",
+                                                       std::string("nul\x01\x7f", 5), "\x1b[31m"}) {
+    const std::string q = display_quote(s);
+    EXPECT_EQ(q.find_first_of("\n\r"), std::string::npos) << q;
+    ShResult r = sh("bash -c " + shell_quote("printf '%s' " + q));
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.output, s) << q;
+  }
+}
+
 // A plan of one disk written by hand, so that running its script against an ordinary
 // directory works: every op kind, values that need quoting.
 class ScriptRunTest : public ::testing::Test {
@@ -195,6 +227,52 @@ TEST_F(ScriptRunTest, SettingTheKernelIgnoredStopsTheScript) {
             std::string::npos)
       << up.output;
   EXPECT_FALSE(std::filesystem::exists(cfs_ + "/target/vhost"));  // stopped right there
+}
+
+TEST_F(ScriptRunTest, NewlinesInAnyTextNeverLeaveTheirComment) {
+  // A QEMU argument, a why text, a path: each with a newline followed by a command. Neither
+  // up nor down may run it.
+  const std::string marker = dir_ / "pwned";
+  const std::string evil = "x\ntouch " + marker + " #";
+  for (Op& op : plan_.ops) op.why = evil;
+  plan_.vm_name = evil;
+  plan_.disks[0].info.canonical_path = "/img/" + evil;
+  const std::string script = dir_ / "dry-run.sh";
+  spit(script, render_shell_script(plan_, cfs_, {"qemu-system-x86_64", "-append", evil,
+                                                 "-name", "a\rtouch " + marker}));
+  ShResult syntax = sh("sh -n " + shell_quote(script));
+  EXPECT_EQ(syntax.status, 0) << syntax.output;
+  ShResult down = run(script, "down");
+  EXPECT_EQ(down.status, 0) << down.output;
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "down ran a command from a comment";
+  ShResult up = run(script, "up");
+  EXPECT_EQ(up.status, 0) << up.output;
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "up ran a command from a comment";
+  EXPECT_EQ(run(script, "down").status, 0);
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST_F(ScriptRunTest, KernelRefusalMessageDoesNotExpandTheValue) {
+  plan_.ops[4].value = "$(touch " + dir_ / "pwned" + ")";
+  ShResult up = run(write_script(), "up");
+  EXPECT_EQ(up.status, 1);
+  EXPECT_NE(up.output.find("take the setting $(touch"), std::string::npos) << up.output;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "pwned"));
+}
+
+TEST(RenderNoDisks, IsValidShAndUpAndDownDoNothing) {
+  TempDir dir;
+  Plan empty;
+  empty.vm_name = "vm";
+  spit(dir / "s.sh", render_shell_script(empty, dir / "cfs", {"qemu-system-x86_64", "-m", "1G"}));
+  ShResult syntax = sh("sh -n " + shell_quote(dir / "s.sh"));
+  EXPECT_EQ(syntax.status, 0) << syntax.output;
+  for (const char* arg : {"up", "down"}) {
+    ShResult r = sh("sh " + shell_quote(dir / "s.sh") + " " + arg);
+    EXPECT_EQ(r.status, 0) << arg << ": " << r.output;
+    EXPECT_EQ(r.output, "") << arg;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "cfs"));
 }
 
 TEST_F(ScriptRunTest, ClaimWithoutLioFailsInsteadOfLooping) {
