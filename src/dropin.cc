@@ -1,14 +1,18 @@
 #include "qemu_lio/dropin.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
-#include <fstream>
+#include <map>
 #include <sstream>
 
 #include "qemu_lio/error.h"
 #include "qemu_lio/plan_builder.h"
 #include "qemu_lio/qemu_drive.h"
+#include "qemu_lio/unique_fd.h"
 
 namespace qemu_lio {
 namespace {
@@ -23,13 +27,79 @@ bool is_opt(const std::string& arg, const char* name) {
   return arg == std::string("-") + name || arg == std::string("--") + name;
 }
 
-bool read_text(const std::string& path, std::string& out) {
-  std::ifstream in(path);
-  if (!in) return false;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  out = ss.str();
-  return true;
+struct ConfigText {
+  std::string text;
+  bool stream = false;  // not a regular file: what was read here is gone for QEMU
+};
+
+// Reads a -readconfig argument exactly once: a pipe or /dev/stdin cannot be read twice.
+std::optional<ConfigText> read_config_text(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return std::nullopt;
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return std::nullopt;
+  ConfigText c;
+  c.stream = !S_ISREG(st.st_mode);
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::nullopt;
+    }
+    c.text.append(buf, static_cast<size_t>(n));
+  }
+  return c;
+}
+
+// The value of `key` in QEMU option parts (the last one wins, as in QEMU).
+std::optional<std::string> opt_value(const std::vector<std::string>& parts, const std::string& key) {
+  std::optional<std::string> v;
+  for (const std::string& p : parts)
+    if (p.size() > key.size() && p.compare(0, key.size(), key) == 0 && p[key.size()] == '=')
+      v = p.substr(key.size() + 1);
+  return v;
+}
+
+// The -device options whose drive= names a vhost drive of the command line, by argv index
+// of the option's value, with the drive id they use. QEMU would refuse them ("drive not
+// found"); either may come first on the command line.
+struct DeviceUses {
+  std::map<size_t, std::string> dropped;             // -device value index -> drive id
+  std::map<std::string, ReplacedDevice> by_drive;    // drive id -> first device using it
+};
+
+DeviceUses find_vhost_device_uses(const std::vector<std::string>& in) {
+  std::map<std::string, bool> vhost_ids;
+  for (size_t i = 1; i + 1 < in.size(); ++i) {
+    if (!is_opt(in[i], "drive")) continue;
+    std::vector<std::string> parts = split_qemu_opts(in[i + 1]);
+    auto id = opt_value(parts, "id");
+    if (id && !id->empty() && opt_value(parts, "if") == std::string(kVhostScsiInterface))
+      vhost_ids[*id] = true;
+    ++i;
+  }
+  DeviceUses uses;
+  if (vhost_ids.empty()) return uses;
+  for (size_t i = 1; i + 1 < in.size(); ++i) {
+    if (!is_opt(in[i], "device")) continue;
+    const std::string& v = in[++i];
+    if (v.empty() || v[0] == '{') continue;  // JSON -device: QEMU's to parse
+    std::vector<std::string> parts = split_qemu_opts(v);
+    auto drive = opt_value(parts, "drive");
+    if (!drive || !vhost_ids.count(*drive)) continue;
+    ReplacedDevice dev;
+    dev.name = "-device " + v;
+    dev.driver = parts[0].find('=') == std::string::npos ? parts[0]
+                                                         : opt_value(parts, "driver").value_or("");
+    dev.bootindex = opt_value(parts, "bootindex");
+    dev.bus = opt_value(parts, "bus");
+    dev.addr = opt_value(parts, "addr");
+    uses.dropped.emplace(i, *drive);
+    uses.by_drive.emplace(*drive, std::move(dev));  // the first one wins, as in a readconfig
+  }
+  return uses;
 }
 
 // [smp-opts] cpus = "N" in a readconfig file (libvirt and EVE style).
@@ -91,32 +161,43 @@ std::optional<int> parse_smp(const std::string& value) {
 DropinRequest scan_qemu_argv(const std::vector<std::string>& in) {
   DropinRequest r;
   if (in.empty()) return r;
+  const DeviceUses device_uses = find_vhost_device_uses(in);
   r.argv.push_back(in[0]);
   for (size_t i = 1; i < in.size(); ++i) {
     const std::string& a = in[i];
     const bool has_value = i + 1 < in.size();
     if (has_value && is_opt(a, "drive")) {
-      if (auto img = drive_to_image(in[i + 1])) {
+      std::vector<std::string> parts = split_qemu_opts(in[i + 1]);
+      std::optional<ReplacedDevice> dev;
+      if (auto id = opt_value(parts, "id"); id && device_uses.by_drive.count(*id))
+        dev = device_uses.by_drive.at(*id);
+      if (auto img = drive_to_image(in[i + 1], dev ? replaced_device_options(*dev) : DriveOptions{})) {
+        if (dev) take_pci_slot(*img, *dev);
         r.slots.push_back(r.argv.size());
         r.images.push_back(*img);
         ++i;
         continue;
       }
+    } else if (has_value && is_opt(a, "device") && device_uses.dropped.count(i + 1)) {
+      ++i;  // its drive is a vhost-scsi LUN now; the vhost-scsi device takes its place
+      continue;
     } else if (has_value && is_opt(a, "lio-image")) {
       r.images.push_back(parse_image_spec(in[i + 1]));
       r.slots.push_back(r.argv.size());
       ++i;
       continue;
     } else if (has_value && is_opt(a, "readconfig")) {
-      std::string text;
-      if (read_text(in[i + 1], text)) {
-        ReadConfig rc = parse_readconfig(text);
-        if (!r.smp_cpus) r.smp_cpus = smp_from_readconfig(text);
-        if (!rc.images().empty()) {
+      if (std::optional<ConfigText> cfg = read_config_text(in[i + 1])) {
+        ReadConfig rc = parse_readconfig(cfg->text);
+        if (!r.smp_cpus) r.smp_cpus = smp_from_readconfig(cfg->text);
+        // A regular file without vhost drives stays QEMU's to read; a stream was consumed
+        // here and QEMU gets its copy.
+        if (!rc.images().empty() || cfg->stream) {
           ReadConfigUse use;
           use.arg_index = r.argv.size() + 1;
           use.first_image = r.images.size();
           use.count = rc.images().size();
+          use.stream = cfg->stream;
           for (const ImageSpec& s : rc.images()) {
             r.images.push_back(s);
             r.slots.push_back(std::nullopt);
@@ -134,7 +215,7 @@ DropinRequest scan_qemu_argv(const std::vector<std::string>& in) {
     }
     r.argv.push_back(a);
     if (has_value && (is_opt(a, "readconfig") || is_opt(a, "pidfile") || is_opt(a, "smp") ||
-                      is_opt(a, "drive"))) {
+                      is_opt(a, "drive") || is_opt(a, "device"))) {
       r.argv.push_back(in[++i]);
     }
   }

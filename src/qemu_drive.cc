@@ -117,8 +117,8 @@ std::optional<ImageSpec> drive_options_to_image(const std::string& name, const D
   }
 }
 
-std::optional<ImageSpec> drive_to_image(std::string_view opts) {
-  DriveOptions kv;
+std::optional<ImageSpec> drive_to_image(std::string_view opts, const DriveOptions& first) {
+  DriveOptions kv = first;
   std::optional<std::string> bad, file;
   std::vector<std::string> parts = split_qemu_opts(opts);
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -138,6 +138,27 @@ std::optional<ImageSpec> drive_to_image(std::string_view opts) {
   if (img && bad)
     throw UsageError(name, fmt::format("'{}' is not key=value", *bad));
   return img;
+}
+
+DriveOptions replaced_device_options(const ReplacedDevice& dev) {
+  DriveOptions opts;
+  if (dev.bootindex) opts.emplace_back("bootindex", *dev.bootindex);
+  return opts;
+}
+
+void take_pci_slot(ImageSpec& spec, const ReplacedDevice& dev) {
+  const std::string suffix = "-pci";
+  const std::string& d = dev.driver;
+  if (d.size() <= suffix.size() || d.compare(d.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return;
+  if (dev.bus) {
+    check_token(dev.name + " key bus", *dev.bus);
+    spec.bus = *dev.bus;
+  }
+  if (dev.addr) {
+    check_token(dev.name + " key addr", *dev.addr);
+    spec.addr = *dev.addr;
+  }
 }
 
 }  // namespace qemu_lio

@@ -137,10 +137,6 @@ bool is_vhost_drive(const Section& s) {
   return s.group == "drive" && s.get("if") == std::string(kVhostScsiInterface);
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::string quoted(const std::string& what, const std::string& v) {
   // QEMU's reader has no escapes: a value ends at the next '"', a line at '\n'.
   for (char c : v)
@@ -200,24 +196,20 @@ ReadConfig parse_readconfig(const std::string& text) {
     DriveOptions opts;
     // The header's id goes first so that an id key overrides it, as in QEMU.
     if (!s.id.empty()) opts.emplace_back("id", s.id);
-    const Section* dev = user_of.count(i) ? &sections[user_of[i]] : nullptr;
-    // bootindex is a device property in QEMU; a drive key of its own wins.
-    if (dev && dev->get("bootindex")) opts.emplace_back("bootindex", *dev->get("bootindex"));
+    std::optional<ReplacedDevice> dev;
+    if (user_of.count(i)) {
+      const Section& d = sections[user_of[i]];
+      dev = ReplacedDevice{d.name(), d.get("driver").value_or(""), d.get("bootindex"),
+                           d.get("bus"), d.get("addr")};
+      // bootindex is a device property in QEMU; a drive key of its own wins.
+      DriveOptions from_dev = replaced_device_options(*dev);
+      opts.insert(opts.end(), from_dev.begin(), from_dev.end());
+    }
     opts.insert(opts.end(), s.keys.begin(), s.keys.end());
     ImageSpec spec = *drive_options_to_image(s.name(), opts);
     // The replaced device held a PCI slot (EVE puts each disk behind its own pcie-root-port):
-    // vhost-scsi-pci takes that slot, so the guest sees the disk at the same address. A device
-    // on another kind of bus (ide-hd on ahci, scsi-hd on a SCSI HBA) has no slot to pass on.
-    if (dev && ends_with(dev->get("driver").value_or(""), "-pci")) {
-      if (auto bus = dev->get("bus")) {
-        check_token(dev->name() + " key bus", *bus);
-        spec.bus = *bus;
-      }
-      if (auto addr = dev->get("addr")) {
-        check_token(dev->name() + " key addr", *addr);
-        spec.addr = *addr;
-      }
-    }
+    // vhost-scsi-pci takes that slot.
+    if (dev) take_pci_slot(spec, *dev);
     specs.emplace(i, std::move(spec));
   }
 

@@ -14,12 +14,15 @@
 
 namespace qemu_lio {
 
-/// A -readconfig file that holds vhost-scsi drives.
+/// A -readconfig file that holds vhost-scsi drives, or any -readconfig that is not a regular
+/// file (a pipe, /dev/stdin, /dev/fd/N): that one was read here once and QEMU cannot read it
+/// again, so it needs a copy even with no vhost drive in it (count 0).
 struct ReadConfigUse {
   size_t arg_index = 0;     ///< index in DropinRequest::argv of the FILE argument
-  ReadConfig parsed;
+  ReadConfig parsed;        ///< the whole text: render_readconfig(parsed, {}) gives it back
   size_t first_image = 0;   ///< its drives are images [first_image, first_image + count)
   size_t count = 0;
+  bool stream = false;      ///< not a regular file: read once, QEMU must get a copy
 };
 
 /// QEMU's argv, with what qemu-lio must act on taken out.
@@ -39,7 +42,10 @@ struct DropinRequest {
 bool is_dropin_name(const std::string& argv0);
 
 /// Scans QEMU's argv. Reads -readconfig files to find vhost drives (an unreadable file is
-/// left for QEMU to complain about). Throws UsageError for a bad vhost drive.
+/// left for QEMU to complain about); every one that is not a regular file is recorded. A
+/// -device whose drive= names a vhost drive of the command line (-drive id=ID,if=vhost-scsi)
+/// is taken out; its bootindex, and the bus and addr of a PCI device, go to the vhost-scsi
+/// device. Throws UsageError for a bad vhost drive.
 DropinRequest scan_qemu_argv(const std::vector<std::string>& argv);
 
 /// Puts `--image` disks first (disk0, disk1, ...), with their -device options at the end of

@@ -26,8 +26,30 @@ inline constexpr const char* kVhostScsiInterface = "vhost-scsi";
 std::optional<ImageSpec> drive_options_to_image(const std::string& name, const DriveOptions& opts);
 
 /// Parses the value of one -drive option ("file=a.img,if=vhost-scsi,cache=none"), with
-/// QEMU's ",," escaping. Returns nullopt unless if=vhost-scsi; throws as
+/// QEMU's ",," escaping. `first` goes ahead of the drive's own options (which so win over
+/// it): what a replaced device contributes. Returns nullopt unless if=vhost-scsi; throws as
 /// drive_options_to_image().
-std::optional<ImageSpec> drive_to_image(std::string_view opts);
+std::optional<ImageSpec> drive_to_image(std::string_view opts, const DriveOptions& first = {});
+
+/// A device (-device, or a [device] section of -readconfig) whose drive= names a vhost-scsi
+/// drive. QEMU would fail on it ("drive not found"), so it is left out and the vhost-scsi
+/// device takes its place.
+struct ReplacedDevice {
+  std::string name;                      ///< names it in errors
+  std::string driver;                    ///< "virtio-blk-pci", "scsi-hd", ...
+  std::optional<std::string> bootindex;  ///< its bootindex, if it had one
+  std::optional<std::string> bus;        ///< its bus, if it had one
+  std::optional<std::string> addr;       ///< its addr, if it had one
+};
+
+/// The drive options a replaced device contributes: its bootindex (a device property in
+/// QEMU). They go ahead of the drive's own, so a bootindex on the drive wins.
+DriveOptions replaced_device_options(const ReplacedDevice& dev);
+
+/// If the replaced device was a PCI device (its driver ends in "-pci"), gives `spec` its bus
+/// and addr, so that vhost-scsi-pci takes its slot and the guest sees the disk at the same
+/// address. A device on another kind of bus (scsi-hd on a SCSI HBA, ide-hd) has no slot to
+/// pass on. Throws UsageError, naming the device, for a value that cannot go into -device.
+void take_pci_slot(ImageSpec& spec, const ReplacedDevice& dev);
 
 }  // namespace qemu_lio

@@ -1,5 +1,8 @@
 #include "qemu_lio/dropin.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "qemu_lio/plan_builder.h"
@@ -70,6 +73,132 @@ TEST(DropinScan, ReadconfigWithVhostDrivesIsReplacedByTheCopy) {
   Plan plan = build_plan("vm", {checked_image("/i/v.img")});
   Args out = finalize_argv(r, plan, {"/run/qemu-lio/copy.cfg"});
   EXPECT_EQ(out, (Args{"qemu-system-x86_64", "-readconfig", "/run/qemu-lio/copy.cfg", "-m", "1"}));
+}
+
+// A pipe holding `text`, read through /dev/fd/N as QEMU would be given it.
+class Pipe {
+ public:
+  explicit Pipe(const std::string& text) {
+    EXPECT_EQ(::pipe(fds_), 0);
+    EXPECT_EQ(::write(fds_[1], text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    ::close(fds_[1]);
+  }
+  ~Pipe() { ::close(fds_[0]); }
+  std::string path() const { return "/dev/fd/" + std::to_string(fds_[0]); }
+
+ private:
+  int fds_[2] = {-1, -1};
+};
+
+// Odd whitespace, CR, a tab, a malformed line, a header QEMU would not read, a comment with
+// quotes, and no newline at the end.
+const std::string kOddConfig =
+    "# vm \"x\"\r\n\n  [machine]\n\ttype = \"q35\"   \n  accel=\"tcg\"\n[bogus\n x y z \n\n\n"
+    "[drive \"d0\"]\n  file = \"/v/a.img\"\n  if = \"virtio\"\n[smp-opts]\n cpus = \"2\"\t";
+
+TEST(DropinScan, StreamReadconfigWithoutVhostDrivesIsRecordedWithItsBytes) {
+  Pipe pipe(kOddConfig);
+  Args argv = {"qemu-system-x86_64", "-m", "1", "-readconfig", pipe.path()};
+  DropinRequest r = scan_qemu_argv(argv);
+  EXPECT_TRUE(r.images.empty());
+  EXPECT_EQ(r.argv, argv);
+  EXPECT_EQ(r.smp_cpus, 2);
+  ASSERT_EQ(r.readconfigs.size(), 1u);
+  const ReadConfigUse& use = r.readconfigs[0];
+  EXPECT_TRUE(use.stream);
+  EXPECT_EQ(use.count, 0u);
+  EXPECT_EQ(use.arg_index, 4u);
+  // The stream is gone for QEMU: the copy must be every byte of it, unchanged.
+  EXPECT_EQ(render_readconfig(use.parsed, {}), kOddConfig);
+  Args out = finalize_argv(r, build_plan("vm", {}), {"/proc/self/fd/9"});
+  EXPECT_EQ(out, (Args{"qemu-system-x86_64", "-m", "1", "-readconfig", "/proc/self/fd/9"}));
+}
+
+TEST(DropinScan, StreamReadconfigWithVhostDrivesIsMarkedAStream) {
+  Pipe pipe("[drive \"d1\"]\n  file = \"/i/v.img\"\n  if = \"vhost-scsi\"\n");
+  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-readconfig", pipe.path()});
+  ASSERT_EQ(r.readconfigs.size(), 1u);
+  EXPECT_TRUE(r.readconfigs[0].stream);
+  EXPECT_EQ(r.readconfigs[0].count, 1u);
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_EQ(r.images[0].path, "/i/v.img");
+}
+
+TEST(DropinScan, RegularReadconfigWithoutVhostDrivesStaysQemusToRead) {
+  TempDir dir;
+  std::ofstream(dir / "vm.cfg") << kOddConfig;
+  Args argv = {"qemu-system-x86_64", "-readconfig", dir / "vm.cfg"};
+  DropinRequest r = scan_qemu_argv(argv);
+  EXPECT_TRUE(r.readconfigs.empty());
+  EXPECT_EQ(r.argv, argv);
+  // Through /dev/fd/N too: a regular file is opened again by QEMU from its start.
+  int fd = ::open((dir / "vm.cfg").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  r = scan_qemu_argv({"qemu-system-x86_64", "-readconfig", "/dev/fd/" + std::to_string(fd)});
+  ::close(fd);
+  EXPECT_TRUE(r.readconfigs.empty());
+}
+
+TEST(DropinDevice, ScsiHdOnAVhostDriveIsDroppedAndItsBootindexCarriedOver) {
+  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-drive",
+                                    "file=/i/a.img,if=vhost-scsi,id=d0", "-device",
+                                    "scsi-hd,drive=d0,bootindex=1,bus=scsi0.0", "-m", "1"});
+  EXPECT_EQ(r.argv, (Args{"qemu-system-x86_64", "-m", "1"}));
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_EQ(r.images[0].bootindex, 1);
+  EXPECT_FALSE(r.images[0].bus);  // a SCSI bus is no PCI slot
+  EXPECT_FALSE(r.images[0].addr);
+  Plan plan = build_plan("vm", {checked_image("/i/a.img,id=d0,bootindex=1")});
+  Args out = finalize_argv(r, plan, {});
+  EXPECT_EQ(out, (Args{"qemu-system-x86_64", "-device", device_option(plan.disks[0]), "-m", "1"}));
+  EXPECT_NE(out[2].find(",bootindex=1,boot_tpgt=1"), std::string::npos) << out[2];
+}
+
+TEST(DropinDevice, PciDeviceBeforeItsDriveGivesItsSlot) {
+  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-device",
+                                    "virtio-blk-pci,drive=d0,bus=pci.0,addr=0x5", "-m", "1",
+                                    "--drive", "file=/i/a.img,if=vhost-scsi,id=d0,format=raw"});
+  EXPECT_EQ(r.argv, (Args{"qemu-system-x86_64", "-m", "1"}));
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_EQ(r.images[0].bus, "pci.0");
+  EXPECT_EQ(r.images[0].addr, "0x5");
+  EXPECT_FALSE(r.images[0].bootindex);
+  EXPECT_EQ(r.images[0].id, "d0");
+  EXPECT_TRUE(r.images[0].format_raw);
+  Plan plan = build_plan("vm", {checked_image("/i/a.img,id=d0,bus=pci.0,addr=0x5")});
+  Args out = finalize_argv(r, plan, {});
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[3], "-device");
+  EXPECT_NE(out[4].find(",bus=pci.0,addr=0x5"), std::string::npos) << out[4];
+}
+
+TEST(DropinDevice, DriverKeyAndDriveBootindexWin) {
+  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-drive",
+                                    "file=/i/a.img,if=vhost-scsi,id=d0,bootindex=3", "-device",
+                                    "driver=virtio-blk-pci,drive=d0,bootindex=1,addr=0x7"});
+  EXPECT_EQ(r.argv, (Args{"qemu-system-x86_64"}));
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_EQ(r.images[0].bootindex, 3);  // the drive's own key wins, as in a readconfig
+  EXPECT_EQ(r.images[0].addr, "0x7");
+}
+
+TEST(DropinDevice, DevicesOfOtherDrivesStay) {
+  Args argv = {"qemu-system-x86_64", "-drive", "file=b.img,if=none,id=d1", "-device",
+               "virtio-blk-pci,drive=d1,addr=0x5", "-drive", "file=/i/a.img,if=vhost-scsi,id=d0",
+               "-device", "virtio-net-pci,netdev=n0"};
+  DropinRequest r = scan_qemu_argv(argv);
+  EXPECT_EQ(r.argv, (Args{"qemu-system-x86_64", "-drive", "file=b.img,if=none,id=d1", "-device",
+                          "virtio-blk-pci,drive=d1,addr=0x5", "-device", "virtio-net-pci,netdev=n0"}));
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_FALSE(r.images[0].addr);
+}
+
+TEST(DropinDevice, BadSlotValueIsAUsageErrorNamingTheDevice) {
+  std::string e = error_of<UsageError>([] {
+    scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=/i/a.img,if=vhost-scsi,id=d0", "-device",
+                    "virtio-blk-pci,drive=d0,addr=0x5 x"});
+  });
+  EXPECT_NE(e.find("-device virtio-blk-pci,drive=d0,addr=0x5 x key addr"), std::string::npos) << e;
 }
 
 TEST(DropinScan, UnreadableReadconfigIsLeftForQemu) {
