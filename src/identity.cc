@@ -29,15 +29,15 @@ uint64_t hash(const std::string& domain, const std::string& path) {
 }
 }  // namespace
 
-Identity derive_identity(const std::string& canonical_path) {
+Identity derive_identity(const std::string& name) {
   Identity id;
   // The domain strings keep the three names independent of one another.
-  id.wwn = fmt::format("naa.5001405{:09x}", hash("qemu-lio/wwn", canonical_path) & 0xfffffffffULL);
+  id.wwn = fmt::format("naa.5001405{:09x}", hash("qemu-lio/wwn", name) & 0xfffffffffULL);
   // 0x6 in the top nibble keeps the nexus out of the 5001405 space the wwn lives in.
-  id.nexus = fmt::format("naa.6{:015x}", hash("qemu-lio/nexus", canonical_path) &
+  id.nexus = fmt::format("naa.6{:015x}", hash("qemu-lio/nexus", name) &
                                              0xfffffffffffffffULL);
-  uint64_t a = hash("qemu-lio/serial-a", canonical_path);
-  uint64_t b = hash("qemu-lio/serial-b", canonical_path);
+  uint64_t a = hash("qemu-lio/serial-a", name);
+  uint64_t b = hash("qemu-lio/serial-b", name);
   id.serial = fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff,
                           a & 0xffff, b >> 48, b & 0xffffffffffffULL);
   return id;

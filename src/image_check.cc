@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <vector>
 
 #include "qemu_lio/error.h"
 #include "qemu_lio/unique_fd.h"
@@ -30,6 +31,52 @@ bool starts_with(const std::string& s, const char* magic, size_t n, size_t off =
 }
 
 }  // namespace
+
+std::string lexically_absolute(const std::string& path) {
+  std::string full = path;
+  if (full.empty() || full[0] != '/') {
+    char cwd[PATH_MAX];
+    if (!::getcwd(cwd, sizeof cwd)) throw Error(path, "cannot resolve: " + errno_string(errno));
+    full = std::string(cwd) + "/" + full;
+  }
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i <= full.size()) {
+    size_t slash = full.find('/', i);
+    if (slash == std::string::npos) slash = full.size();
+    std::string part = full.substr(i, slash - i);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    i = slash + 1;
+  }
+  std::string out;
+  for (const std::string& p : parts) out += "/" + p;
+  return out.empty() ? "/" : out;
+}
+
+bool is_stable_device_name(const std::string& path) {
+  static const char* const kStableDirs[] = {
+      "/dev/disk/by-id/",    "/dev/disk/by-uuid/",  "/dev/disk/by-partuuid/",
+      "/dev/disk/by-path/",  "/dev/disk/by-label/", "/dev/disk/by-partlabel/",
+      "/dev/zvol/",          "/dev/mapper/"};
+  for (const char* dir : kStableDirs) {
+    const size_t n = std::strlen(dir);
+    if (path.size() > n && path.compare(0, n, dir) == 0) return true;
+  }
+  return false;
+}
+
+bool block_device_discards(const std::string& sys_dev_dir) {
+  struct stat st;
+  // The kernel resolves the /sys/dev/block symlink before "..", so "../queue" is the disk's.
+  const bool partition = ::stat((sys_dev_dir + "/partition").c_str(), &st) == 0;
+  std::ifstream q(sys_dev_dir + (partition ? "/../queue" : "/queue") + "/discard_max_bytes");
+  uint64_t max_discard = 0;
+  return (q >> max_discard) && max_discard > 0;
+}
 
 std::string detect_image_format(const std::string& h) {
   if (starts_with(h, "QFI\xfb", 4)) return "qcow2";  // qcow and qcow2 share the magic
@@ -82,10 +129,16 @@ ImageInfo inspect_image(const ImageSpec& spec) {
     if (::ioctl(fd.get(), BLKGETSIZE64, &bytes) != 0)
       throw Error(given, "cannot read device size: " + errno_string(errno));
     info.size = bytes;
-    std::ifstream q(fmt::format("/sys/dev/block/{}:{}/queue/discard_max_bytes", major(st.st_rdev),
-                                minor(st.st_rdev)));
-    uint64_t max_discard = 0;
-    info.discard_supported = (q >> max_discard) && max_discard > 0;
+    info.discard_supported = block_device_discards(
+        fmt::format("/sys/dev/block/{}:{}", major(st.st_rdev), minor(st.st_rdev)));
+  }
+  // A block device's kernel name changes (loop devices, renumbered disks); the names in
+  // /dev/disk/by-*, /dev/zvol and /dev/mapper do not, so identity follows them. Files keep
+  // their canonical path.
+  info.identity_name = p;
+  if (info.kind == ImageKind::kBlockDevice) {
+    std::string named = lexically_absolute(given);
+    if (is_stable_device_name(named)) info.identity_name = named;
   }
 
   if (info.size == 0) throw Error(given, "image is empty (size 0)");

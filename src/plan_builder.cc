@@ -128,11 +128,12 @@ std::string device_option(const DiskPlan& d) {
 }
 
 std::string sanitize_vm_name(const std::string& raw) {
-  std::string name = raw;
-  // QEMU accepts "-name guest=NAME,debug-threads=on" as well as "-name NAME".
-  if (name.rfind("guest=", 0) == 0) name = name.substr(6);
-  auto comma = name.find(',');
-  if (comma != std::string::npos) name = name.substr(0, comma);
+  // QEMU accepts "-name NAME,debug-threads=on" as well as "-name guest=NAME,..." (the last
+  // guest= wins), with ",," for a literal comma: "guest=a,,b" is the name "a,b".
+  std::vector<std::string> parts = split_qemu_opts(raw);
+  std::string name = parts[0].find('=') == std::string::npos ? parts[0] : "";
+  for (const std::string& p : parts)
+    if (p.rfind("guest=", 0) == 0) name = p.substr(6);
   std::string out;
   for (unsigned char c : name) {
     if (out.size() >= 64) break;
@@ -148,11 +149,15 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
     DiskPlan d;
     d.spec = images[i].spec;
     d.info = images[i].info;
+    // A block device named through /dev/disk/by-* (and the like) keeps its identity when
+    // its kernel name changes; everything else is known by its canonical path.
+    const std::string& known_as =
+        d.info.identity_name.empty() ? d.info.canonical_path : d.info.identity_name;
     // A read-only image may be shared by several VMs, and a wwn serves one QEMU only: its
     // target names include the VM name. The serial stays the image's own.
-    d.identity = derive_identity(d.info.canonical_path);
+    d.identity = derive_identity(known_as);
     if (d.spec.readonly) {
-      Identity per_vm = derive_identity(d.info.canonical_path + "\n" + vm_name);
+      Identity per_vm = derive_identity(known_as + "\n" + vm_name);
       d.identity.wwn = per_vm.wwn;
       d.identity.nexus = per_vm.nexus;
     }

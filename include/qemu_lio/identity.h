@@ -1,6 +1,7 @@
 #pragma once
-// Stable SCSI identities derived from an image's canonical path, so the guest's
-// /dev/disk/by-id names survive restarts without any stored state.
+// Stable SCSI identities derived from an image's name (its canonical path, or a block
+// device's stable /dev/disk/by-* name), so the guest's /dev/disk/by-id names survive
+// restarts without any stored state.
 
 #include <cstdint>
 #include <string>
@@ -14,8 +15,9 @@ struct Identity {
   std::string serial;  ///< vpd_unit_serial: a UUID-shaped string
 };
 
-/// Derives the identity of the image at `canonical_path`. Pure: same input, same output.
-Identity derive_identity(const std::string& canonical_path);
+/// Derives the identity of the image known as `name` (ImageInfo::identity_name: the canonical
+/// path, or a block device's stable /dev/disk/by-* name). Pure: same input, same output.
+Identity derive_identity(const std::string& name);
 
 /// 64-bit FNV-1a of `s` continuing from `seed` (exposed for tests).
 uint64_t fnv1a64(const std::string& s, uint64_t seed = 0xcbf29ce484222325ULL);

@@ -15,7 +15,12 @@ enum class ImageKind { kFile, kBlockDevice };
 
 /// The facts about an image that provisioning needs.
 struct ImageInfo {
-  std::string canonical_path;  ///< absolute, symlinks resolved
+  std::string canonical_path;  ///< absolute, symlinks resolved: what the kernel is given
+  /// What the derived wwn, nexus and serial come from. For a block device named through a
+  /// stable directory (is_stable_device_name), that name as given, made absolute but not
+  /// resolved, so the identity survives a renumbering of the kernel name (loopN, sdX, zdN);
+  /// else canonical_path.
+  std::string identity_name;
   ImageKind kind = ImageKind::kFile;
   uint64_t size = 0;           ///< bytes
   /// False for a block device whose queue cannot discard: iblock refuses emulate_tpu=1
@@ -28,6 +33,20 @@ struct ImageInfo {
 /// the block size, a non-raw format, a path the kernel cannot take, no O_DIRECT for
 /// cache=none).
 ImageInfo inspect_image(const ImageSpec& spec);
+
+/// `path` made absolute against the working directory and normalised lexically: '.', '..'
+/// and repeated '/' are resolved without following any symlink.
+std::string lexically_absolute(const std::string& path);
+
+/// True if `path` (absolute, normalised) lies under /dev/disk/by-id, by-uuid, by-partuuid,
+/// by-path, by-label, by-partlabel, /dev/zvol or /dev/mapper: names that udev, ZFS and
+/// device-mapper keep for a device whatever its kernel name.
+bool is_stable_device_name(const std::string& path);
+
+/// Whether the block device whose sysfs directory is `sys_dev_dir` (/sys/dev/block/M:m) can
+/// discard. A partition has no queue of its own (it has a "partition" file): its disk's
+/// queue, in the parent directory, answers for it.
+bool block_device_discards(const std::string& sys_dev_dir);
 
 /// The format name if `header` (the first 512 bytes or fewer of an image) carries the magic
 /// of a non-raw format QEMU knows (qcow2, qcow, vmdk, vhdx, vdi, qed, vpc), else "".

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <climits>
 #include <string>
 
 #include "test_support.h"
@@ -209,6 +210,76 @@ TEST(ImageCheckDirect, CacheNoneNeedsODirect) {
 TEST_F(ImageCheckTest, CacheNoneOnAFileSystemWithODirect) {
   if (o_direct_refused(dir_.path())) GTEST_SKIP() << dir_.path() << " refuses O_DIRECT";
   EXPECT_NO_THROW(accepted(raw("d.raw") + ",cache=none"));
+}
+
+TEST(LexicallyAbsolute, NormalisesWithoutFollowingSymlinks) {
+  EXPECT_EQ(lexically_absolute("/dev/disk/by-id/x"), "/dev/disk/by-id/x");
+  EXPECT_EQ(lexically_absolute("/dev//disk/./by-id/../by-id/x/"), "/dev/disk/by-id/x");
+  EXPECT_EQ(lexically_absolute("/dev/disk/by-id/../../sda"), "/dev/sda");
+  EXPECT_EQ(lexically_absolute("/../.."), "/");
+  char cwd[PATH_MAX];
+  ASSERT_TRUE(::getcwd(cwd, sizeof cwd));
+  EXPECT_EQ(lexically_absolute("a/./b"), std::string(cwd == std::string("/") ? "" : cwd) + "/a/b");
+}
+
+TEST(IsStableDeviceName, OnlyNamesUnderTheStableDirectories) {
+  for (const char* yes : {"/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "/dev/disk/by-uuid/1234",
+                          "/dev/disk/by-partuuid/ab-01", "/dev/disk/by-path/pci-0000:00:1f.2-ata-1",
+                          "/dev/disk/by-label/data", "/dev/disk/by-partlabel/root",
+                          "/dev/zvol/pool/vm1", "/dev/mapper/vg-lv"})
+    EXPECT_TRUE(is_stable_device_name(yes)) << yes;
+  for (const char* no : {"/dev/sda", "/dev/loop0", "/dev/zd0", "/dev/dm-3", "/dev/disk/by-id",
+                         "/dev/disk/by-id/", "/dev/disk/by-idx/a", "/dev/mapperx/a",
+                         "/dev/disk/by-diskseq/3", "/tmp/dev/disk/by-id/a", "/dev/vg/lv"})
+    EXPECT_FALSE(is_stable_device_name(no)) << no;
+}
+
+TEST_F(ImageCheckTest, FilesAreKnownByTheirCanonicalPathEvenThroughALink) {
+  const std::string img = raw("a.img");
+  ASSERT_EQ(::symlink(img.c_str(), (dir_ / "link").c_str()), 0);
+  EXPECT_EQ(accepted(dir_ / "link").identity_name, img);
+}
+
+// A fake /sys/dev/block/M:m: a disk dir with a queue, and a partition dir inside it.
+class DiscardSysfsTest : public ::testing::Test {
+ protected:
+  void disk(const std::string& max_discard) {
+    ::mkdir((dir_ / "queue").c_str(), 0755);
+    write_text(dir_ / "queue/discard_max_bytes", max_discard + "\n");
+  }
+  std::string partition() {
+    ::mkdir((dir_ / "sda1").c_str(), 0755);
+    write_text(dir_ / "sda1/partition", "1\n");
+    return dir_ / "sda1";
+  }
+  static void write_text(const std::string& path, const std::string& text) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    ::close(fd);
+  }
+  TempDir dir_;
+};
+
+TEST_F(DiscardSysfsTest, DiskAnswersForItself) {
+  disk("4294966784");
+  EXPECT_TRUE(block_device_discards(dir_.path()));
+}
+
+TEST_F(DiscardSysfsTest, DiskWithoutDiscard) {
+  disk("0");
+  EXPECT_FALSE(block_device_discards(dir_.path()));
+  EXPECT_FALSE(block_device_discards(dir_ / "missing"));
+}
+
+TEST_F(DiscardSysfsTest, PartitionUsesItsDisksQueue) {
+  disk("4294966784");
+  EXPECT_TRUE(block_device_discards(partition()));
+}
+
+TEST_F(DiscardSysfsTest, PartitionOfADiskWithoutDiscard) {
+  disk("0");
+  EXPECT_FALSE(block_device_discards(partition()));
 }
 
 TEST_F(ImageCheckTest, CheckingNeverChangesTheImage) {

@@ -272,6 +272,48 @@ TEST(BuildPlan, ReadOnlyTargetNamesDependOnTheVm) {
   EXPECT_TRUE(is_valid_naa(a.disks[0].identity.wwn));
 }
 
+// A block device exported through a stable name, as inspect_image() reports it after the
+// kernel renamed the device underneath.
+CheckedImage renamed_device(const std::string& spec, const std::string& canonical,
+                            const std::string& identity_name) {
+  CheckedImage c = checked_image(spec, 1 << 30, ImageKind::kBlockDevice);
+  c.info.canonical_path = canonical;
+  c.info.identity_name = identity_name;
+  return c;
+}
+
+TEST(BuildPlan, IdentityFollowsTheStableNameNotTheKernelName) {
+  const std::string by_id = "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4";
+  Plan before = build_plan("vm", {renamed_device(by_id, "/dev/sdb", by_id)});
+  Plan after = build_plan("vm", {renamed_device(by_id, "/dev/sdc", by_id)});
+  EXPECT_EQ(before.disks[0].identity.wwn, after.disks[0].identity.wwn);
+  EXPECT_EQ(before.disks[0].identity.serial, after.disks[0].identity.serial);
+  EXPECT_EQ(before.disks[0].identity.nexus, after.disks[0].identity.nexus);
+  EXPECT_EQ(before.disks[0].identity.wwn, derive_identity(by_id).wwn);
+  // The kernel still gets the device itself.
+  EXPECT_EQ(after.disks[0].info.canonical_path, "/dev/sdc");
+  bool control = false;
+  for (const Op& op : after.ops)
+    if (op.path.size() > 8 && op.path.compare(op.path.size() - 8, 8, "/control") == 0)
+      control = op.value.find("udev_path=/dev/sdc") != std::string::npos;
+  EXPECT_TRUE(control);
+  // Known by the kernel name, the identity moves with it.
+  Plan sdb = build_plan("vm", {renamed_device("/dev/sdb", "/dev/sdb", "/dev/sdb")});
+  Plan sdc = build_plan("vm", {renamed_device("/dev/sdc", "/dev/sdc", "/dev/sdc")});
+  EXPECT_NE(sdb.disks[0].identity.wwn, sdc.disks[0].identity.wwn);
+}
+
+TEST(BuildPlan, ReadOnlyStableNameStillMixesInTheVmForTheTargetOnly) {
+  const std::string by_id = "/dev/disk/by-id/dm-name-base";
+  Plan a = build_plan("a", {renamed_device(by_id + ",readonly=on", "/dev/dm-1", by_id)});
+  Plan b = build_plan("b", {renamed_device(by_id + ",readonly=on", "/dev/dm-4", by_id)});
+  Plan a2 = build_plan("a", {renamed_device(by_id + ",readonly=on", "/dev/dm-4", by_id)});
+  EXPECT_NE(a.disks[0].identity.wwn, b.disks[0].identity.wwn);
+  EXPECT_EQ(a.disks[0].identity.wwn, a2.disks[0].identity.wwn);
+  EXPECT_EQ(a.disks[0].identity.serial, b.disks[0].identity.serial);
+  EXPECT_EQ(a.disks[0].identity.serial, derive_identity(by_id).serial);
+}
+
 TEST(BuildPlan, BlockDeviceUsesIblock) {
   std::vector<CheckedImage> images = {checked_image("/dev/vdb,readonly=on", 1 << 30,
                                                     ImageKind::kBlockDevice)};
@@ -362,6 +404,15 @@ TEST(SanitizeVmName, KeepsASafeToken) {
   EXPECT_EQ(sanitize_vm_name("a.b-c_d"), "a.b-c_d");
   EXPECT_EQ(sanitize_vm_name(std::string(100, 'x')), std::string(64, 'x'));
   EXPECT_NO_THROW(check_token("name", sanitize_vm_name("x y\"z'w`$")));
+}
+
+TEST(SanitizeVmName, EscapedCommaStaysPartOfTheName) {
+  // QEMU reads ",," as a literal comma: the name is "a,b", never "a".
+  EXPECT_EQ(sanitize_vm_name("guest=a,,b"), "a_b");
+  EXPECT_EQ(sanitize_vm_name("guest=a,,b,debug-threads=on"), "a_b");
+  EXPECT_EQ(sanitize_vm_name("a,,b,process=x"), "a_b");
+  EXPECT_EQ(sanitize_vm_name("process=x,guest=vm2"), "vm2");
+  EXPECT_EQ(sanitize_vm_name("debug-threads=on"), "");  // no name: the caller picks a default
 }
 
 // check_conflicts() compares files by inode, so these use real files and read the live
