@@ -20,7 +20,8 @@ po::options_description run_options(RunOptions& o) {
       ("image", po::value(&o.images)->composing()->value_name("SPEC"),
        "disk to export over vhost-scsi; repeatable. SPEC = PATH[,key=value]... "
        "(\",,\" is a literal comma). Keys: wwn, serial, block-size, cache, discard, "
-       "bootindex, num-queues, max-sectors, id, bus, addr")
+       "readonly, format (raw only: skips the header check), bootindex, num-queues, "
+       "max-sectors, id, bus, addr")
       ("name", po::value<std::string>()->value_name("NAME"),
        "VM name for object names and logs (default: QEMU's -name, else qemu-lio-<pid>)")
       ("exec", po::bool_switch(&o.exec_mode),
