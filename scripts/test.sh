@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh
+scripts/build.sh --test
 cd "${BUILD_DIR:-build}"
 rc=0
 ctest --output-on-failure "$@" || rc=$?

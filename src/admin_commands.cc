@@ -10,14 +10,23 @@
 
 namespace qemu_lio {
 
+namespace {
+void print_line(const std::string& line) { fmt::print("{}\n", line); }
+}  // namespace
+
 int gc_command(const RunOptions& opts, ConfigFs& fs) {
-  if (!opts.dry_run) prepare_lio(opts.configfs);
-  GcReport r = collect_garbage(fs, opts.state_dir, opts.dry_run);
-  for (const std::string& l : r.lines) fmt::print("{}\n", l);
+  prepare_lio(opts.configfs);
+  // A dry run is the same gc against a tree and a state directory that only print.
+  auto dry_fs = make_dry_run_configfs(fs, opts.configfs, print_line);
+  const GcEffects fx = opts.dry_run ? GcEffects{*dry_fs, [](const std::string& f) {
+                                                  print_line("would delete " + f);
+                                                }}
+                                    : GcEffects::real(fs);
+  GcReport r = collect_garbage(fx, opts.state_dir);
+  for (const std::string& l : r.lines) print_line(l);
   if (opts.verbosity != Verbosity::kQuiet)
-    fmt::print("gc: {} stale set(s), {} object(s) {}, {} failure(s)\n", r.sets,
-               opts.dry_run ? 0 : r.objects_removed, opts.dry_run ? "removed (dry run)" : "removed",
-               r.failures);
+    fmt::print("gc: {} stale set(s), {} object(s) removed{}, {} failure(s)\n", r.sets,
+               r.objects_removed, opts.dry_run ? " (dry run: nothing was changed)" : "", r.failures);
   return r.failures ? 1 : 0;
 }
 

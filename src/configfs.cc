@@ -9,6 +9,9 @@
 #include <cerrno>
 
 #include "qemu_lio/error.h"
+#ifdef QEMU_LIO_FAULT_INJECTION
+#include "qemu_lio/fault_injection.h"
+#endif
 #include "qemu_lio/unique_fd.h"
 
 namespace qemu_lio {
@@ -113,10 +116,77 @@ class RealConfigFs : public ConfigFs {
   std::string root_;
 };
 
+// Reads see the tree as the printed changes would leave it: a removed directory is gone
+// with everything under it, a cleared nexus reads empty.
+class DryRunConfigFs : public ConfigFs {
+ public:
+  DryRunConfigFs(ConfigFs& inner, std::string root, std::function<void(const std::string&)> say)
+      : inner_(inner), root_(std::move(root)), say_(std::move(say)) {}
+
+  void mkdir(const std::string& p) override { say_("would create " + abs(p)); }
+  void rmdir(const std::string& p) override { gone(p, "would remove "); }
+  void unlink(const std::string& p) override { gone(p, "would remove "); }
+  void symlink(const std::string& t, const std::string& l) override {
+    say_("would link " + abs(l) + " -> " + abs(t));
+  }
+  void write(const std::string& p, const std::string& v) override {
+    if (!exists(p)) throw SysError(ENOENT, "cannot open", p);
+    say_("would write '" + v + "' to " + abs(p));
+    written_.emplace_back(p, v);
+  }
+  std::string read(const std::string& p) override {
+    if (removed(p)) throw SysError(ENOENT, "cannot open", p);
+    for (auto it = written_.rbegin(); it != written_.rend(); ++it)
+      if (it->first == p) return it->second == "NULL" ? "" : it->second;
+    return inner_.read(p);
+  }
+  bool exists(const std::string& p) override { return !removed(p) && inner_.exists(p); }
+  std::vector<std::string> list(const std::string& d) override {
+    std::vector<std::string> out;
+    for (const std::string& n : inner_.list(d))
+      if (!removed(d + "/" + n)) out.push_back(n);
+    return out;
+  }
+  std::string readlink(const std::string& p) override { return inner_.readlink(p); }
+  bool is_symlink(const std::string& p) override { return !removed(p) && inner_.is_symlink(p); }
+
+ private:
+  void gone(const std::string& p, const char* verb) {
+    if (!exists(p)) throw SysError(ENOENT, "cannot remove", p);
+    say_(verb + abs(p));
+    removed_.push_back(p);
+  }
+  bool removed(const std::string& p) const {
+    for (const std::string& r : removed_)
+      if (p == r || p.rfind(r + "/", 0) == 0) return true;
+    return false;
+  }
+  std::string abs(const std::string& p) const { return root_ + "/" + p; }
+
+  ConfigFs& inner_;
+  std::string root_;
+  std::function<void(const std::string&)> say_;
+  std::vector<std::string> removed_;
+  std::vector<std::pair<std::string, std::string>> written_;
+};
+
 }  // namespace
 
 std::unique_ptr<ConfigFs> make_real_configfs(const std::string& root) {
   return std::make_unique<RealConfigFs>(root);
+}
+
+std::unique_ptr<ConfigFs> make_dry_run_configfs(ConfigFs& inner, const std::string& root,
+                                                std::function<void(const std::string&)> say) {
+  return std::make_unique<DryRunConfigFs>(inner, root, std::move(say));
+}
+
+std::unique_ptr<ConfigFs> make_configfs(const std::string& root) {
+#ifdef QEMU_LIO_FAULT_INJECTION
+  return wrap_for_fault_injection(make_real_configfs(root));
+#else
+  return make_real_configfs(root);
+#endif
 }
 
 }  // namespace qemu_lio

@@ -7,6 +7,41 @@
 #include "qemu_lio/error.h"
 
 namespace qemu_lio {
+namespace {
+
+// Counts creating and removing operations apart: which phase an operation belongs to is
+// a property of the operation, so the launch code needs no hook for the tests.
+class FaultInjectingConfigFs : public ConfigFs {
+ public:
+  FaultInjectingConfigFs(std::unique_ptr<ConfigFs> inner, FaultPoint at)
+      : inner_(std::move(inner)), at_(at) {}
+  void mkdir(const std::string& p) override { tick(FaultPoint::Phase::kProvision); inner_->mkdir(p); }
+  void rmdir(const std::string& p) override { tick(FaultPoint::Phase::kTeardown); inner_->rmdir(p); }
+  void write(const std::string& p, const std::string& v) override {
+    tick(v == "NULL" ? FaultPoint::Phase::kTeardown : FaultPoint::Phase::kProvision);
+    inner_->write(p, v);
+  }
+  std::string read(const std::string& p) override { return inner_->read(p); }
+  void symlink(const std::string& t, const std::string& l) override {
+    tick(FaultPoint::Phase::kProvision);
+    inner_->symlink(t, l);
+  }
+  void unlink(const std::string& p) override { tick(FaultPoint::Phase::kTeardown); inner_->unlink(p); }
+  bool exists(const std::string& p) override { return inner_->exists(p); }
+  std::vector<std::string> list(const std::string& d) override { return inner_->list(d); }
+  std::string readlink(const std::string& p) override { return inner_->readlink(p); }
+  bool is_symlink(const std::string& p) override { return inner_->is_symlink(p); }
+
+ private:
+  void tick(FaultPoint::Phase phase) {
+    if (phase == at_.phase && ++count_ == at_.op) ::raise(SIGKILL);
+  }
+  std::unique_ptr<ConfigFs> inner_;
+  FaultPoint at_;
+  int count_ = 0;
+};
+
+}  // namespace
 
 FaultPoint parse_fault_point(const std::string& spec) {
   FaultPoint f;
@@ -20,21 +55,10 @@ FaultPoint parse_fault_point(const std::string& spec) {
   return f;
 }
 
-FaultInjectingConfigFs::FaultInjectingConfigFs(std::unique_ptr<ConfigFs> inner, FaultPoint at)
-    : inner_(std::move(inner)), at_(at) {}
-
-void FaultInjectingConfigFs::tick() {
-  if (phase_ == at_.phase && ++count_ == at_.op) ::raise(SIGKILL);
-}
-
-std::unique_ptr<ConfigFs> make_configfs(const std::string& root) {
+std::unique_ptr<ConfigFs> wrap_for_fault_injection(std::unique_ptr<ConfigFs> inner) {
   const char* spec = std::getenv("QEMU_LIO_FAULT");
-  if (!spec || !*spec) return make_real_configfs(root);
-  return std::make_unique<FaultInjectingConfigFs>(make_real_configfs(root), parse_fault_point(spec));
-}
-
-void mark_teardown_phase(ConfigFs& fs) {
-  if (auto* f = dynamic_cast<FaultInjectingConfigFs*>(&fs)) f->enter_teardown();
+  if (!spec || !*spec) return inner;
+  return std::make_unique<FaultInjectingConfigFs>(std::move(inner), parse_fault_point(spec));
 }
 
 }  // namespace qemu_lio

@@ -7,22 +7,10 @@
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/state_lock.h"
+#include "qemu_lio/teardown.h"
 
 namespace qemu_lio {
 namespace {
-
-bool object_present(ConfigFs& fs, const Undo& u) {
-  if (u.kind == Undo::Kind::kWrite) {
-    // A nexus: present while it names an initiator.
-    try {
-      std::string v = fs.read(u.path);
-      return v.find("naa.") != std::string::npos;
-    } catch (const SysError&) {
-      return false;
-    }
-  }
-  return fs.exists(u.path);
-}
 
 std::string json_string(const std::string& s) {
   std::string out = "\"";
@@ -53,8 +41,9 @@ std::vector<VmStatus> vm_statuses(ConfigFs& fs, const std::string& state_dir) {
     }
     s.wrapper_alive = process_alive(s.journal.wrapper);
     s.owner_alive = s.journal.owner && process_alive(*s.journal.owner);
+    s.backstop_alive = s.journal.backstop && process_alive(*s.journal.backstop);
     for (const Undo& u : s.journal.undo) (object_present(fs, u) ? s.objects_present : s.objects_missing)++;
-    if (!s.wrapper_alive && !s.owner_alive) s.state = "stale";
+    if (!s.wrapper_alive && !s.owner_alive && !s.backstop_alive) s.state = "stale";
     else if (!s.journal.complete || s.objects_missing > 0) s.state = "partial";
     else s.state = "active";
     out.push_back(std::move(s));
@@ -62,33 +51,22 @@ std::vector<VmStatus> vm_statuses(ConfigFs& fs, const std::string& state_dir) {
   return out;
 }
 
-GcReport collect_garbage(ConfigFs& fs, const std::string& state_dir, bool dry_run,
-                         const RetryPolicy& retry) {
+GcReport collect_garbage(const GcEffects& fx, const std::string& state_dir, const RetryPolicy& retry) {
   GcReport r;
-  // Serialised with provisioning: a journal being written is owned by a live process
-  // anyway, but two gc runs must not race over the same stale set.
+  // Serialised with provisioning and other gc runs, so two of them never race over one set.
+  // No journal, no lock: a gc of an unused state directory must not create it.
   std::optional<StateLock> lock;
-  if (!dry_run && !list_journals(state_dir).empty()) lock.emplace(state_dir);
-  for (const VmStatus& s : vm_statuses(fs, state_dir)) {
+  if (!list_journals(state_dir).empty()) lock.emplace(state_dir);
+  for (const VmStatus& s : vm_statuses(fx.fs, state_dir)) {
     if (s.state != "stale") continue;
     ++r.sets;
     const JournalContents& j = s.journal;
-    if (dry_run) {
-      r.lines.push_back(fmt::format("would remove {} object(s) of VM {} (wrapper pid {}, QEMU pid {}: gone)",
-                                    s.objects_present, j.vm_name, j.wrapper.pid,
-                                    j.owner ? std::to_string(j.owner->pid) : "-"));
-      for (auto it = j.undo.rbegin(); it != j.undo.rend(); ++it)
-        if (object_present(fs, *it))
-          r.lines.push_back(fmt::format("  {} {}", it->kind == Undo::Kind::kWrite ? "clear" : "remove", it->path));
-      continue;
-    }
-    int failed = run_undo(fs, j.undo, retry);
-    r.failures += failed;
-    r.objects_removed += s.objects_present - failed;
-    if (failed == 0) ::unlink(j.file.c_str());
-    r.lines.push_back(fmt::format("{} VM {}: removed {} object(s){}", failed ? "partly cleaned" : "cleaned",
-                                  j.vm_name, s.objects_present - failed,
-                                  failed ? fmt::format(", {} left (journal kept)", failed) : ""));
+    TeardownResult t = teardown_journal(fx.fs, j, retry, fx.forget);
+    r.failures += t.failed;
+    r.objects_removed += t.present - t.failed;
+    r.lines.push_back(fmt::format("{} VM {}: removed {} object(s){}", t.failed ? "partly cleaned" : "cleaned",
+                                  j.vm_name, t.present - t.failed,
+                                  t.failed ? fmt::format(", {} left (journal kept)", t.failed) : ""));
   }
   return r;
 }
@@ -102,12 +80,15 @@ std::string render_statuses(const std::vector<VmStatus>& vms, bool json) {
       const JournalContents& j = s.journal;
       out += i ? ",\n " : "\n ";
       out += fmt::format("{{\"name\": {}, \"state\": {}, \"wrapper_pid\": {}, \"wrapper_alive\": {}, "
-                         "\"owner_pid\": {}, \"owner_alive\": {}, \"objects_present\": {}, "
+                         "\"owner_pid\": {}, \"owner_alive\": {}, \"backstop_pid\": {}, \"backstop_alive\": {}, "
+                         "\"objects_present\": {}, "
                          "\"objects_missing\": {}, \"journal\": {}, \"disks\": [",
                          json_string(j.vm_name), json_string(s.state), j.wrapper.pid,
                          s.wrapper_alive ? "true" : "false",
                          j.owner ? std::to_string(j.owner->pid) : "null",
-                         s.owner_alive ? "true" : "false", s.objects_present, s.objects_missing,
+                         s.owner_alive ? "true" : "false",
+                         j.backstop ? std::to_string(j.backstop->pid) : "null",
+                         s.backstop_alive ? "true" : "false", s.objects_present, s.objects_missing,
                          json_string(j.file));
       for (size_t k = 0; k < j.images.size(); ++k)
         out += fmt::format("{}{{\"image\": {}, \"backstore\": {}, \"wwn\": {}}}", k ? ", " : "",

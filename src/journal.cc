@@ -16,6 +16,7 @@
 
 #include "qemu_lio/error.h"
 #include "qemu_lio/state_lock.h"
+#include "qemu_lio/unique_fd.h"
 
 namespace qemu_lio {
 
@@ -45,6 +46,15 @@ std::string journal_unescape(const std::string& s) {
 
 namespace {
 
+// One write per record: a torn record can only be the last one, and the reader drops it.
+// O_APPEND makes records of several writers (wrapper, QEMU's child side, backstop) whole.
+void write_all(int fd, const std::string& rec, const std::string& path) {
+  ssize_t n = ::write(fd, rec.data(), rec.size());
+  if (n != static_cast<ssize_t>(rec.size()))
+    throw Error(path, "cannot write journal: " + errno_string(n < 0 ? errno : EIO));
+  if (::fdatasync(fd) != 0) throw Error(path, "cannot sync journal: " + errno_string(errno));
+}
+
 const char* undo_kind_name(Undo::Kind k) {
   switch (k) {
     case Undo::Kind::kRmdir: return "rmdir";
@@ -67,25 +77,35 @@ JournalWriter::JournalWriter(const std::string& state_dir, const std::string& vm
                              const ProcessId& self) {
   ensure_state_dir(state_dir);
   path_ = fmt::format("{}/{}.{}.journal", state_dir, vm_name, self.pid);
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-  if (fd_ < 0) throw Error(path_, "cannot create journal: " + errno_string(errno));
-  append(fmt::format("qemu-lio-journal {}", kJournalVersion));
-  append(fmt::format("vm {}", journal_escape(vm_name)));
-  append(fmt::format("wrapper {} {}", self.pid, self.start_time));
+  const std::string header = fmt::format("qemu-lio-journal {}\nvm {}\nwrapper {} {}\n", kJournalVersion,
+                                         journal_escape(vm_name), self.pid, self.start_time);
+  // An unnamed file, filled, then linked into place: nobody ever sees a journal without
+  // its owner (a gc that read "wrapper 0" would take a live run for stale).
+  UniqueFd fd(::open(state_dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+  if (fd.get() >= 0) {
+    write_all(fd.get(), header, path_);
+    const std::string proc = fmt::format("/proc/self/fd/{}", fd.get());
+    if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path_.c_str(), AT_SYMLINK_FOLLOW) != 0)
+      throw Error(path_, "cannot create journal: " + errno_string(errno));
+    // Re-open for appending: the O_TMPFILE descriptor was opened without O_APPEND.
+    fd_ = UniqueFd(::open(path_.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC));
+    if (fd_.get() < 0) throw Error(path_, "cannot open journal: " + errno_string(errno));
+    return;
+  }
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+    throw Error(state_dir, "cannot create journal: " + errno_string(errno));
+  // A file system without O_TMPFILE: the header is the first single write, so a reader
+  // sees either an empty file (skipped as unreadable) or the whole header.
+  fd_ = UniqueFd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (fd_.get() < 0) throw Error(path_, "cannot create journal: " + errno_string(errno));
+  write_all(fd_.get(), header, path_);
 }
 
-JournalWriter::~JournalWriter() {
-  if (fd_ >= 0) ::close(fd_);
-}
+JournalWriter::~JournalWriter() = default;
 
 void JournalWriter::append(const std::string& line) {
-  if (fd_ < 0) return;
-  std::string rec = line + "\n";
-  // One write per record: a torn record can only be the last one, and the reader drops it.
-  ssize_t n = ::write(fd_, rec.data(), rec.size());
-  if (n != static_cast<ssize_t>(rec.size()))
-    throw Error(path_, "cannot write journal: " + errno_string(n < 0 ? errno : EIO));
-  if (::fdatasync(fd_) != 0) throw Error(path_, "cannot sync journal: " + errno_string(errno));
+  if (fd_.get() < 0) return;
+  write_all(fd_.get(), line + "\n", path_);
 }
 
 void JournalWriter::image(const std::string& path, const std::string& wwn) {
@@ -97,15 +117,28 @@ void JournalWriter::object(const Undo& u, bool cancelled) {
                      journal_escape(u.path), journal_escape(u.value)));
 }
 
-void JournalWriter::owner(const ProcessId& q) {
-  append(fmt::format("owner {} {}", q.pid, q.start_time));
+void JournalWriter::owner(const ProcessId& q) { append(owner_record(q)); }
+
+void JournalWriter::pidfile(const std::string& path) {
+  append("pidfile " + journal_escape(path));
+}
+
+std::string owner_record(const ProcessId& p) { return fmt::format("owner {} {}", p.pid, p.start_time); }
+
+std::string backstop_record(const ProcessId& p) {
+  return fmt::format("backstop {} {}", p.pid, p.start_time);
+}
+
+void append_journal_record(const std::string& file, const std::string& line) {
+  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0) throw Error(file, "cannot open journal: " + errno_string(errno));
+  write_all(fd.get(), line + "\n", file);
 }
 
 void JournalWriter::ready() { append("ready"); }
 
 void JournalWriter::remove() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  fd_ = UniqueFd();
   ::unlink(path_.c_str());
 }
 
@@ -135,10 +168,14 @@ JournalContents read_journal(const std::string& file) {
       j.vm_name = journal_unescape(v);
     } else if (tag == "wrapper") {
       f >> j.wrapper.pid >> j.wrapper.start_time;
-    } else if (tag == "owner") {
+    } else if (tag == "owner" || tag == "backstop") {
       ProcessId p;
       f >> p.pid >> p.start_time;
-      j.owner = p;
+      (tag == "owner" ? j.owner : j.backstop) = p;
+    } else if (tag == "pidfile") {
+      std::string p;
+      f >> p;
+      j.pidfile = journal_unescape(p);
     } else if (tag == "image") {
       std::string p, w;
       f >> p >> w;

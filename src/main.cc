@@ -9,9 +9,8 @@
 #include "qemu_lio/configfs.h"
 #include "qemu_lio/dropin.h"
 #include "qemu_lio/error.h"
-#include "qemu_lio/fault_injection.h"
 #include "qemu_lio/log.h"
-#include "qemu_lio/run_command.h"
+#include "qemu_lio/launch.h"
 #include "qemu_lio/version.h"
 
 int main(int argc, char** argv) {

@@ -1,5 +1,7 @@
 #include "qemu_lio/supervisor.h"
 
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
+#include "qemu_lio/unique_fd.h"
 
 namespace bp = boost::process;
 
@@ -19,16 +22,54 @@ namespace qemu_lio {
 
 namespace {
 constexpr int kForwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+void set_action(int sig, void (*handler)(int), struct sigaction* old) {
+  struct sigaction sa = {};
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, old);
+}
+
+// The exit status of a failed exec, as sh and tini give it.
+int exec_failure_code(int err) { return err == ENOENT ? exit_code::kNotFound : exit_code::kNotExecutable; }
+
+std::string checked_executable(const std::string& name) {
+  std::string exe = find_executable(name);
+  if (exe.empty() || ::access(exe.c_str(), F_OK) != 0)
+    throw Error(name, "QEMU not found", exit_code::kNotFound);
+  if (::access(exe.c_str(), X_OK) != 0)
+    throw Error(exe, "QEMU is not executable: " + errno_string(errno), exit_code::kNotExecutable);
+  return exe;
+}
+}  // namespace
+
+ChildStatus decode_wait_status(int status) {
+  ChildStatus cs;
+  if (WIFSIGNALED(status)) {
+    cs.signaled = true;
+    cs.value = WTERMSIG(status);
+  } else {
+    cs.value = WEXITSTATUS(status);
+  }
+  return cs;
 }
 
 SignalBlock::SignalBlock() {
+  set_action(SIGCHLD, SIG_DFL, &original_chld_);
+  set_action(SIGPIPE, SIG_IGN, &original_pipe_);
   sigemptyset(&blocked_);
   for (int s : kForwarded) sigaddset(&blocked_, s);
   sigaddset(&blocked_, SIGCHLD);
   sigprocmask(SIG_BLOCK, &blocked_, &original_);
 }
 
-SignalBlock::~SignalBlock() { sigprocmask(SIG_SETMASK, &original_, nullptr); }
+SignalBlock::~SignalBlock() { restore(); }
+
+void SignalBlock::restore() const {
+  sigaction(SIGCHLD, &original_chld_, nullptr);
+  sigaction(SIGPIPE, &original_pipe_, nullptr);
+  sigprocmask(SIG_SETMASK, &original_, nullptr);
+}
 
 std::string find_executable(const std::string& name) {
   if (name.empty()) return "";
@@ -38,34 +79,53 @@ std::string find_executable(const std::string& name) {
 
 ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& block,
                       const std::function<void(pid_t)>& on_started) {
-  const std::string& name = argv.at(0);
-  std::string exe = find_executable(name);
-  if (exe.empty() || ::access(exe.c_str(), F_OK) != 0)
-    throw Error(name, "QEMU not found", exit_code::kNotFound);
-  if (::access(exe.c_str(), X_OK) != 0)
-    throw Error(exe, "QEMU is not executable: " + errno_string(errno), exit_code::kNotExecutable);
-
+  const std::string exe = checked_executable(argv.at(0));
   std::vector<std::string> args(argv.begin() + 1, argv.end());
-  const sigset_t original = block.original();
+
+  // The go-ahead: the child execs only after reading one byte, which the parent writes
+  // once it has recorded the child. EOF (the parent died or gave up) means never exec.
+  int go[2];
+  if (::pipe2(go, O_CLOEXEC) != 0) throw Error("pipe", errno_string(errno));
+  UniqueFd go_read(go[0]), go_write(go[1]);
+  const pid_t parent = ::getpid();
+
   pid_t pid = -1;
   try {
     bp::child child(bp::exe = exe, bp::args = args,
-                    // Restore the caller's mask in the child, or QEMU would start with
-                    // SIGTERM and friends blocked and never see them.
-                    bp::extend::on_exec_setup = [&original](auto&) {
-                      sigprocmask(SIG_SETMASK, &original, nullptr);
+                    bp::extend::on_exec_setup = [&](auto&) {
+                      // Async-signal-safe calls only: this runs between fork and exec.
+                      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                      ::close(go_write.get());
+                      char byte = 0;
+                      ssize_t n;
+                      while ((n = ::read(go_read.get(), &byte, 1)) < 0 && errno == EINTR) {
+                      }
+                      if (n != 1 || ::getppid() != parent) ::_exit(exit_code::kNotExecutable);
+                      // The caller's mask and dispositions: QEMU must see SIGTERM & co.
+                      block.restore();
                     });
     pid = child.id();
     // From here we reap it ourselves; a joinable bp::child would terminate it on destruction.
     child.detach();
   } catch (const bp::process_error& e) {
     int err = e.code().value();
-    throw Error(exe, "cannot execute QEMU: " + errno_string(err),
-                err == ENOENT ? exit_code::kNotFound : exit_code::kNotExecutable);
+    throw Error(exe, "cannot execute QEMU: " + errno_string(err), exec_failure_code(err));
   }
+  go_read = UniqueFd();
+  try {
+    if (on_started) on_started(pid);
+  } catch (...) {
+    go_write = UniqueFd();  // EOF: the child exits without running QEMU
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    throw;
+  }
+  if (::write(go_write.get(), "g", 1) != 1) log_warning("cannot release QEMU: " + errno_string(errno));
+  go_write = UniqueFd();
   log_verbose("started " + exe + " as pid " + std::to_string(pid));
-  if (on_started) on_started(pid);
 
+  const pid_t our_group = ::getpgrp();
   for (;;) {
     siginfo_t info;
     int sig = sigwaitinfo(&block.blocked(), &info);
@@ -76,22 +136,31 @@ ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& b
     if (sig == SIGCHLD) {
       // Several SIGCHLD can arrive as one: ask the kernel, not the signal.
       int status = 0;
-      pid_t r = ::waitpid(pid, &status, WNOHANG);
-      if (r == pid) {
-        ChildStatus cs;
-        if (WIFSIGNALED(status)) {
-          cs.signaled = true;
-          cs.value = WTERMSIG(status);
-        } else {
-          cs.value = WEXITSTATUS(status);
-        }
-        return cs;
-      }
+      if (::waitpid(pid, &status, WNOHANG) == pid) return decode_wait_status(status);
       continue;
     }
+    // The terminal sends Ctrl-C (and hangup) to the whole foreground process group: QEMU,
+    // in our group, has it already.
+    if (info.si_code == SI_KERNEL && ::getpgid(pid) == our_group) continue;
     // The child is not reaped yet (we would have returned), so its pid is still its own.
     if (::kill(pid, sig) != 0) log_warning("cannot forward signal to QEMU: " + errno_string(errno));
   }
+}
+
+void exec_in_place(const std::string& exe, const std::vector<std::string>& argv,
+                   const SignalBlock& block) {
+  const std::string path = exe.empty() ? checked_executable(argv.at(0)) : exe;
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  block.restore();
+  ::execv(path.c_str(), args.data());
+  int err = errno;
+  // Still us: the run's signal state again, so that the caller's cleanup is not interrupted.
+  set_action(SIGCHLD, SIG_DFL, nullptr);
+  set_action(SIGPIPE, SIG_IGN, nullptr);
+  sigprocmask(SIG_BLOCK, &block.blocked(), nullptr);
+  throw Error(path, "cannot execute QEMU: " + errno_string(err), exec_failure_code(err));
 }
 
 }  // namespace qemu_lio

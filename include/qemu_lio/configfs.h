@@ -2,6 +2,7 @@
 // The one narrow door to the kernel's LIO tree. Everything qemu-lio does to configfs goes
 // through this interface, so the unit tests can swap in an in-memory kernel that fails on cue.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,5 +38,14 @@ class ConfigFs {
 
 /// The real configfs at `root` (usually /sys/kernel/config).
 std::unique_ptr<ConfigFs> make_real_configfs(const std::string& root);
+
+/// The configfs the tool uses: the real one, wrapped for fault injection in a build with
+/// QEMU_LIO_FAULT_INJECTION (the test build) when QEMU_LIO_FAULT is set.
+std::unique_ptr<ConfigFs> make_configfs(const std::string& root);
+
+/// A dry run over `inner`: reads go to it, every change is reported through `say` ("would
+/// remove ROOT/PATH") and remembered, so later reads see the tree as it would then be.
+std::unique_ptr<ConfigFs> make_dry_run_configfs(ConfigFs& inner, const std::string& root,
+                                                std::function<void(const std::string&)> say);
 
 }  // namespace qemu_lio

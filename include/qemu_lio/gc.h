@@ -8,6 +8,7 @@
 #include "qemu_lio/configfs.h"
 #include "qemu_lio/journal.h"
 #include "qemu_lio/provisioner.h"
+#include "qemu_lio/teardown.h"
 
 namespace qemu_lio {
 
@@ -16,10 +17,12 @@ struct VmStatus {
   JournalContents journal;
   bool wrapper_alive = false;
   bool owner_alive = false;
+  bool backstop_alive = false;
   int objects_present = 0;  ///< recorded objects still in configfs
   int objects_missing = 0;  ///< recorded objects already gone
   /// "active" (a live process owns it, all objects present), "partial" (owned, but still
-  /// provisioning or some objects gone), "stale" (no live owner: gc removes it).
+  /// provisioning or some objects gone), "stale" (no live wrapper, QEMU or backstop: gc
+  /// removes it).
   std::string state;
 };
 
@@ -27,17 +30,26 @@ struct VmStatus {
 /// with a warning.
 std::vector<VmStatus> vm_statuses(ConfigFs& fs, const std::string& state_dir);
 
-/// What gc did (or would do).
+/// What gc acts on: the kernel tree and the journals. A dry run swaps both for ones that
+/// only say what they would do.
+struct GcEffects {
+  ConfigFs& fs;
+  ForgetJournal forget;
+  /// The real tree; journals are deleted.
+  static GcEffects real(ConfigFs& fs) { return {fs, unlink_journal}; }
+};
+
+/// What gc did.
 struct GcReport {
   int sets = 0;            ///< stale object sets handled
   int objects_removed = 0;
   int failures = 0;        ///< objects that could not be removed
-  std::vector<std::string> lines;  ///< one human line per action
+  std::vector<std::string> lines;  ///< one human line per set
 };
 
-/// Tears down every stale set (no live wrapper, no live QEMU) and deletes its journal once
-/// clean. Never touches a set whose owner lives. With `dry_run` only reports.
-GcReport collect_garbage(ConfigFs& fs, const std::string& state_dir, bool dry_run,
+/// Tears down every stale set (no live wrapper, QEMU or backstop) through `fx` and forgets
+/// its journal once clean. Never touches a set that something alive still owns.
+GcReport collect_garbage(const GcEffects& fx, const std::string& state_dir,
                          const RetryPolicy& retry = {});
 
 /// `list` as text (one block per VM) or as JSON.

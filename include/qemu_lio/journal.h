@@ -9,6 +9,7 @@
 
 #include "qemu_lio/plan.h"
 #include "qemu_lio/process_identity.h"
+#include "qemu_lio/unique_fd.h"
 
 namespace qemu_lio {
 
@@ -20,8 +21,10 @@ struct JournalContents {
   std::string file;
   int version = 0;
   std::string vm_name;
-  ProcessId wrapper;               ///< the qemu-lio process (or exec-mode monitor)
-  std::optional<ProcessId> owner;  ///< QEMU, once started
+  ProcessId wrapper;               ///< the qemu-lio process (in exec mode, QEMU itself)
+  std::optional<ProcessId> owner;  ///< QEMU, once started (the last owner record wins)
+  std::optional<ProcessId> backstop;  ///< the detached process that heals the set
+  std::string pidfile;             ///< QEMU's -pidfile when it daemonizes, else 
   struct Image {
     std::string path;
     std::string wwn;
@@ -36,6 +39,8 @@ struct JournalContents {
 class JournalWriter {
  public:
   /// Creates `<state_dir>/<vm_name>.<pid>.journal` (0600; state dir 0700, made if missing).
+  /// The file appears with its header (version, VM, wrapper) already in it: a gc that finds
+  /// it always learns who owns it.
   JournalWriter(const std::string& state_dir, const std::string& vm_name, const ProcessId& self);
   ~JournalWriter();
   JournalWriter(const JournalWriter&) = delete;
@@ -47,6 +52,8 @@ class JournalWriter {
   void object(const Undo& undo, bool cancelled);
   /// Records QEMU's identity once it runs.
   void owner(const ProcessId& qemu);
+  /// Records the -pidfile through which a daemonized QEMU names itself.
+  void pidfile(const std::string& path);
   /// Records that provisioning completed.
   void ready();
   /// Deletes the journal: call only once the kernel is clean.
@@ -57,8 +64,17 @@ class JournalWriter {
  private:
   void append(const std::string& line);
   std::string path_;
-  int fd_ = -1;
+  UniqueFd fd_;
 };
+
+/// Appends one record to an existing journal from another process (the backstop names
+/// itself, or the daemon it adopted). Throws Error if it cannot.
+void append_journal_record(const std::string& file, const std::string& line);
+
+/// The record that names a process as a journal's owner ("owner PID START").
+std::string owner_record(const ProcessId& p);
+/// The record that names the backstop.
+std::string backstop_record(const ProcessId& p);
 
 /// Reads a journal; throws Error if it is unreadable or of an unknown version.
 JournalContents read_journal(const std::string& file);

@@ -1,0 +1,59 @@
+#pragma once
+// The one owner of what a run provisions: its journal, the backstop that heals the set if
+// we die, and the LIO objects themselves (through the journal). Destroying it before QEMU
+// started rolls everything back; once QEMU runs, nothing here ever removes a disk under it.
+
+#include <string>
+
+#include "qemu_lio/configfs.h"
+#include "qemu_lio/journal.h"
+#include "qemu_lio/plan.h"
+#include "qemu_lio/process_identity.h"
+
+namespace qemu_lio {
+
+/// A run's LIO objects from the first journal record to the last teardown step.
+class ProvisionedRun {
+ public:
+  /// Creates the journal under `state_dir` and starts the backstop: from here on, whatever
+  /// happens to this process, the objects go once nothing uses them. Throws Error if either
+  /// cannot be made; nothing exists in the kernel yet then.
+  ProvisionedRun(ConfigFs& fs, const std::string& configfs_root, const std::string& state_dir,
+                 const std::string& vm_name);
+  /// Before QEMU started: tears down (a failed start). After: leaves the set to the backstop.
+  ~ProvisionedRun();
+  ProvisionedRun(const ProvisionedRun&) = delete;
+  ProvisionedRun& operator=(const ProvisionedRun&) = delete;
+
+  /// Checks `plan` against the live tree and applies it, as one step under the state lock
+  /// (two runs on one image cannot both pass the check). Every object is journalled before
+  /// it exists. On failure the kernel is as it was and Error is thrown.
+  void provision(const Plan& plan);
+
+  /// Names QEMU's process in the journal, before it may run: from now on the objects are
+  /// in use, and only finish() (after QEMU has exited) or the backstop removes them.
+  void qemu_started(const ProcessId& qemu);
+
+  /// Records the -pidfile where QEMU's daemon will name itself (the backstop follows it).
+  void daemon_pidfile(const std::string& path);
+
+  /// Leaves the objects and the journal to the backstop: QEMU (a daemon) runs on without us.
+  void hand_off();
+
+  /// QEMU is gone: tears down from the journal. Returns the number of objects left in the
+  /// kernel (0 = clean, journal deleted).
+  int finish() noexcept;
+
+  /// The journal file.
+  const std::string& journal_path() const { return journal_.path(); }
+
+ private:
+  ConfigFs& fs_;
+  std::string state_dir_;
+  ProcessId self_;
+  JournalWriter journal_;
+  bool qemu_started_ = false;
+  bool done_ = false;
+};
+
+}  // namespace qemu_lio

@@ -1,0 +1,35 @@
+#pragma once
+// The one teardown path: every object a journal records is removed, newest first, and the
+// journal is forgotten only once the kernel holds none of them. A run that ends normally,
+// the backstop of a run that was killed, and gc all end here.
+
+#include <functional>
+#include <string>
+
+#include "qemu_lio/configfs.h"
+#include "qemu_lio/journal.h"
+#include "qemu_lio/provisioner.h"
+
+namespace qemu_lio {
+
+/// What happens to a journal once its objects are gone: unlink it, or (gc --dry-run) say so.
+using ForgetJournal = std::function<void(const std::string& journal_file)>;
+
+/// Deletes a journal file (and a -pidfile qemu-lio made for the run in the same directory).
+void unlink_journal(const std::string& journal_file);
+
+/// What a teardown did.
+struct TeardownResult {
+  int present = 0;  ///< recorded objects that existed before
+  int failed = 0;   ///< objects still there afterwards (0 = the kernel is clean)
+};
+
+/// Removes the objects of `j` through `fs` in reverse order (EBUSY retried under `retry`,
+/// ENOENT counts as done), then calls `forget(j.file)` if none is left. Never throws.
+TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const RetryPolicy& retry,
+                                const ForgetJournal& forget = unlink_journal) noexcept;
+
+/// True if the object `u` removes is in the kernel now (a nexus: while it names one).
+bool object_present(ConfigFs& fs, const Undo& u);
+
+}  // namespace qemu_lio

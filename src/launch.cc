@@ -1,0 +1,248 @@
+#include "qemu_lio/launch.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "qemu_lio/error.h"
+#include "qemu_lio/backstop.h"
+#include "qemu_lio/gc.h"
+#include "qemu_lio/image_check.h"
+#include "qemu_lio/lio_inventory.h"
+#include "qemu_lio/lio_setup.h"
+#include "qemu_lio/log.h"
+#include "qemu_lio/plan_builder.h"
+#include "qemu_lio/provisioned_run.h"
+#include "qemu_lio/qemu_args.h"
+#include "qemu_lio/readconfig.h"
+#include "qemu_lio/shell_script.h"
+#include "qemu_lio/supervisor.h"
+
+namespace qemu_lio {
+namespace {
+
+// vhost_scsi's max_io_vqs defaults to 128.
+constexpr int kMaxQueues = 128;
+
+std::string vm_name_for(const LaunchRequest& req) {
+  if (req.name) {
+    check_token("--name", *req.name);
+    if (req.name->size() > 64) throw UsageError("--name", "longer than 64 characters");
+    return *req.name;
+  }
+  if (auto q = qemu_option_value(req.qemu.argv, "-name")) {
+    std::string n = sanitize_vm_name(*q);
+    if (!n.empty()) return n;
+  }
+  return fmt::format("qemu-lio-{}", ::getpid());
+}
+
+void check_allowed(const Config& cfg, const CheckedImage& img) {
+  if (cfg.allow.empty()) return;
+  const std::string& p = img.info.canonical_path;
+  for (const std::string& dir : cfg.allow)
+    if (dir == "/" || p.rfind(dir + "/", 0) == 0) return;
+  throw Error(img.spec.path, fmt::format("{} is outside the directories allowed by {} "
+                                         "(allow = ...)",
+                                         p, cfg.source));
+}
+
+// A private copy QEMU can open by name: a memfd it inherits, opened as /dev/fd/N.
+UniqueFd make_memfd_copy(const std::string& text) {
+  UniqueFd fd(::memfd_create("qemu-lio-readconfig", 0));
+  if (fd.get() < 0) throw Error("readconfig copy", "cannot create a memfd: " + errno_string(errno));
+  for (size_t done = 0; done < text.size();) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error("readconfig copy", "cannot write: " + errno_string(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return fd;
+}
+
+// --- the four modes -----------------------------------------------------------------------
+
+int dry_run(const LaunchRequest& req, const Prepared& p, ConfigFs& fs) {
+  check_conflicts(p.plan, scan_inventory(fs));
+  std::string script = render_shell_script(p.plan, req.configfs, p.qemu_argv);
+  for (size_t c = 0; c < p.readconfig_texts.size(); ++c)
+    script += shell_comment(fmt::format("readconfig copy {} (given to QEMU as /dev/fd/{}):\n{}", c,
+                                        p.readconfig_fds[c].get(), p.readconfig_texts[c]));
+  std::fwrite(script.data(), 1, script.size(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
+// Everything the provisioning modes share: root, LIO loaded, stale sets collected, the run's
+// owner created and the plan applied.
+std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, const Prepared& p, ConfigFs& fs) {
+  // libvirt's system instance runs the emulator unprivileged; fail before QEMU starts.
+  if (::geteuid() != 0)
+    throw Error(req.configfs, fmt::format("qemu-lio must run as root to create LIO objects "
+                                          "(running as uid {}); for libvirt set user = \"root\" "
+                                          "in /etc/libvirt/qemu.conf",
+                                          ::geteuid()));
+  prepare_lio(req.configfs);
+  if (!fs.exists("target/core"))
+    throw Error(req.configfs + "/target", "LIO is not available: load target_core_mod, "
+                                          "target_core_file and vhost_scsi (see 'qemu-lio check')");
+  // Runs whose wrapper, QEMU and backstop are all gone left objects that may hold our images.
+  for (const std::string& line : collect_garbage(GcEffects::real(fs), req.state_dir).lines)
+    log_warning("gc: " + line);
+  auto run = std::make_unique<ProvisionedRun>(fs, req.configfs, req.state_dir, p.vm_name);
+  if (!p.daemon_pidfile.empty()) run->daemon_pidfile(p.daemon_pidfile);
+  run->provision(p.plan);
+  return run;
+}
+
+int finish_after_qemu(ProvisionedRun& run, const Prepared& p, const ChildStatus& status) {
+  int leaked = run.finish();
+  if (leaked > 0) {
+    log_error(fmt::format("{}: {} LIO object(s) could not be removed (QEMU exited with {}); "
+                          "the journal {} keeps them for 'qemu-lio gc'",
+                          p.vm_name, leaked, status.exit_code(), run.journal_path()));
+    return exit_code::kTeardownFailed;
+  }
+  return status.exit_code();
+}
+
+// QEMU as our child; we return once it has exited and the kernel is clean.
+int run_supervised(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
+  if (p.plan.disks.empty()) return supervise(p.qemu_argv, signals).exit_code();
+  auto run = provision(req, p, fs);
+  ChildStatus status = supervise(p.qemu_argv, signals, [&run](pid_t pid) {
+    run->qemu_started(identify_process(pid).value_or(ProcessId{pid, 0}));
+  });
+  return finish_after_qemu(*run, p, status);
+}
+
+// -daemonize: QEMU's first process exits once the VM is initialised; its daemon lives on and
+// keeps the disks, which the backstop then watches.
+int run_daemonized(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
+  if (p.plan.disks.empty()) return supervise(p.qemu_argv, signals).exit_code();
+  auto run = provision(req, p, fs);
+  ChildStatus status = supervise(p.qemu_argv, signals, [&run](pid_t pid) {
+    run->qemu_started(identify_process(pid).value_or(ProcessId{pid, 0}));
+  });
+  if (status.exit_code() == 0) {
+    const uint64_t since = identify_process(::getpid()).value_or(ProcessId{}).start_time;
+    if (auto daemon = find_daemon(p.daemon_pidfile, since)) {
+      run->qemu_started(*daemon);
+      run->hand_off();
+      return 0;
+    }
+    // No daemon to watch (it died at once, or wrote no pid): the disks are free again.
+    log_warning(p.daemon_pidfile + ": names no running QEMU daemon; removing its disks");
+  }
+  return finish_after_qemu(*run, p, status);
+}
+
+// QEMU keeps our pid (libvirt uses it for affinity, prlimit, /proc/PID/task). The backstop
+// already watches this pid, which QEMU is about to become.
+int run_exec(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
+  std::unique_ptr<ProvisionedRun> run;
+  if (!p.plan.disks.empty()) run = provision(req, p, fs);
+  exec_in_place(p.exe, p.qemu_argv, signals);  // returns only by throwing: run rolls back
+}
+
+enum class Mode { kDryRun, kSupervised, kDaemonized, kExec };
+
+Mode mode_for(const LaunchRequest& req) {
+  if (req.dry_run) return Mode::kDryRun;
+  if (req.config.mode == LaunchMode::kExec) return Mode::kExec;
+  return req.qemu.daemonize ? Mode::kDaemonized : Mode::kSupervised;
+}
+
+}  // namespace
+
+Prepared prepare(const LaunchRequest& req) {
+  Prepared p;
+  p.vm_name = vm_name_for(req);
+  std::vector<CheckedImage> images;
+  for (ImageSpec spec : req.qemu.images) {
+    if (!spec.num_queues && req.qemu.smp_cpus)
+      spec.num_queues = std::clamp(*req.qemu.smp_cpus, 1, kMaxQueues);
+    CheckedImage img{spec, inspect_image(spec)};
+    check_allowed(req.config, img);
+    images.push_back(img);
+  }
+  p.plan = build_plan(p.vm_name, images);
+
+  std::vector<std::string> copy_names;
+  for (const ReadConfigUse& use : req.qemu.readconfigs) {
+    std::vector<std::vector<std::pair<std::string, std::string>>> devices;
+    for (size_t k = 0; k < use.count; ++k)
+      devices.push_back(device_properties(p.plan.disks.at(use.first_image + k)));
+    p.readconfig_texts.push_back(render_readconfig(use.parsed, devices));
+    p.readconfig_fds.push_back(make_memfd_copy(p.readconfig_texts.back()));
+    copy_names.push_back(fmt::format("/dev/fd/{}", p.readconfig_fds.back().get()));
+  }
+  p.qemu_argv = finalize_argv(req.qemu, p.plan, copy_names);
+  p.exe = req.qemu_exe;
+  if (!p.exe.empty()) p.qemu_argv.at(0) = p.exe;
+  if (req.qemu.daemonize) {
+    if (req.qemu.pidfile) {
+      p.daemon_pidfile = *req.qemu.pidfile;
+    } else {
+      p.daemon_pidfile = fmt::format("{}/{}.{}.pid", req.state_dir, p.vm_name, ::getpid());
+      p.qemu_argv.push_back("-pidfile");
+      p.qemu_argv.push_back(p.daemon_pidfile);
+    }
+  }
+  return p;
+}
+
+int launch(const LaunchRequest& req, ConfigFs& fs) {
+  // From the first instruction: a SIGTERM during provisioning waits and goes to QEMU,
+  // instead of killing us between two configfs writes.
+  SignalBlock signals;
+  const Prepared p = prepare(req);
+  switch (mode_for(req)) {
+    case Mode::kDryRun: return dry_run(req, p, fs);
+    case Mode::kSupervised: return run_supervised(req, p, fs, signals);
+    case Mode::kDaemonized: return run_daemonized(req, p, fs, signals);
+    case Mode::kExec: return run_exec(req, p, fs, signals);
+  }
+  return exit_code::kProvisionFailed;
+}
+
+int run_vm(const RunOptions& opts, ConfigFs& fs) {
+  LaunchRequest req;
+  req.name = opts.name;
+  req.dry_run = opts.dry_run;
+  req.configfs = opts.configfs;
+  req.state_dir = opts.state_dir;
+  req.config = load_config();
+  if (opts.exec_mode) req.config.mode = LaunchMode::kExec;
+  // Parse every SPEC first: a typo in the third image must not cost a provisioning cycle.
+  std::vector<ImageSpec> specs;
+  for (const std::string& s : opts.images) specs.push_back(parse_image_spec(s));
+  req.qemu = scan_qemu_argv(opts.qemu_argv);
+  prepend_images(req.qemu, specs);
+  return launch(req, fs);
+}
+
+int dropin_main(const std::vector<std::string>& argv) {
+  LaunchRequest req;
+  req.config = load_config();
+  req.qemu_exe = find_real_qemu(argv.at(0), req.config);
+  req.qemu = scan_qemu_argv(argv);
+  if (const char* d = ::secure_getenv("QEMU_LIO_STATE_DIR"); d && *d) req.state_dir = d;
+  // Nothing to do, and no stream read that QEMU must get back: become QEMU, same pid, argv
+  // untouched (argv[0] preserved).
+  if (req.qemu.images.empty() && req.qemu.readconfigs.empty()) {
+    SignalBlock signals;
+    exec_in_place(req.qemu_exe, argv, signals);
+  }
+  auto fs = make_configfs(req.configfs);
+  return launch(req, *fs);
+}
+
+}  // namespace qemu_lio

@@ -1,0 +1,78 @@
+#include "qemu_lio/provisioned_run.h"
+
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include "qemu_lio/backstop.h"
+#include "qemu_lio/error.h"
+#include "qemu_lio/lio_inventory.h"
+#include "qemu_lio/log.h"
+#include "qemu_lio/plan_builder.h"
+#include "qemu_lio/provisioner.h"
+#include "qemu_lio/state_lock.h"
+#include "qemu_lio/teardown.h"
+
+namespace qemu_lio {
+namespace {
+ProcessId self_identity() { return identify_process(::getpid()).value_or(ProcessId{::getpid(), 0}); }
+}  // namespace
+
+ProvisionedRun::ProvisionedRun(ConfigFs& fs, const std::string& configfs_root,
+                               const std::string& state_dir, const std::string& vm_name)
+    : fs_(fs), state_dir_(state_dir), self_(self_identity()), journal_(state_dir, vm_name, self_) {
+  try {
+    spawn_backstop(journal_.path(), configfs_root, self_);
+  } catch (...) {
+    journal_.remove();  // it records nothing yet
+    done_ = true;
+    throw;
+  }
+}
+
+ProvisionedRun::~ProvisionedRun() {
+  if (done_) return;
+  if (qemu_started_) {
+    // We are leaving while QEMU may still run (an error after its start): never pull its
+    // disks. The backstop waits for QEMU and then removes them.
+    log_warning(fmt::format("{}: QEMU may still use its disks; the backstop removes them once it exits",
+                            journal_.path()));
+    return;
+  }
+  finish();
+}
+
+void ProvisionedRun::provision(const Plan& plan) {
+  StateLock lock(state_dir_);
+  check_conflicts(plan, scan_inventory(fs_));
+  for (const DiskPlan& d : plan.disks) journal_.image(d.info.canonical_path, d.identity.wwn);
+  Provisioner prov(fs_);
+  prov.set_observer([this](const Undo& u, bool cancelled) { journal_.object(u, cancelled); });
+  prov.apply(plan);  // rolls back what it made if it throws
+  // From here the journal alone owns the objects: teardown reads it back.
+  prov.release();
+  journal_.ready();
+  for (const DiskPlan& d : plan.disks)
+    log_verbose(fmt::format("{} -> {}", d.info.canonical_path, d.identity.wwn));
+}
+
+void ProvisionedRun::qemu_started(const ProcessId& qemu) {
+  journal_.owner(qemu);
+  qemu_started_ = true;
+}
+
+void ProvisionedRun::daemon_pidfile(const std::string& path) { journal_.pidfile(path); }
+
+void ProvisionedRun::hand_off() { done_ = true; }
+
+int ProvisionedRun::finish() noexcept {
+  done_ = true;
+  try {
+    return teardown_journal(fs_, read_journal(journal_.path()), RetryPolicy{}).failed;
+  } catch (const std::exception& e) {
+    log_error(e.what());
+    return 1;
+  }
+}
+
+}  // namespace qemu_lio
