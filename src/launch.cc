@@ -117,9 +117,8 @@ int finish_after_qemu(ProvisionedRun& run, const Prepared& p, const ChildStatus&
 int run_supervised(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
   if (p.plan.disks.empty()) return supervise(p.qemu_argv, signals).exit_code();
   auto run = provision(req, p, fs);
-  ChildStatus status = supervise(p.qemu_argv, signals, [&run](pid_t pid) {
-    run->qemu_started(identify_process(pid).value_or(ProcessId{pid, 0}));
-  });
+  ChildStatus status = supervise(
+      p.qemu_argv, signals, [&run] { run->record_qemu_in_child(); }, [&run](pid_t) { run->qemu_started(); });
   return finish_after_qemu(*run, p, status);
 }
 
@@ -128,13 +127,12 @@ int run_supervised(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, co
 int run_daemonized(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
   if (p.plan.disks.empty()) return supervise(p.qemu_argv, signals).exit_code();
   auto run = provision(req, p, fs);
-  ChildStatus status = supervise(p.qemu_argv, signals, [&run](pid_t pid) {
-    run->qemu_started(identify_process(pid).value_or(ProcessId{pid, 0}));
-  });
+  ChildStatus status = supervise(
+      p.qemu_argv, signals, [&run] { run->record_qemu_in_child(); }, [&run](pid_t) { run->qemu_started(); });
   if (status.exit_code() == 0) {
     const uint64_t since = identify_process(::getpid()).value_or(ProcessId{}).start_time;
     if (auto daemon = find_daemon(p.daemon_pidfile, since)) {
-      run->qemu_started(*daemon);
+      run->daemon_started(*daemon);
       run->hand_off();
       return 0;
     }

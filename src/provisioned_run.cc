@@ -56,8 +56,10 @@ void ProvisionedRun::provision(const Plan& plan) {
     log_verbose(fmt::format("{} -> {}", d.info.canonical_path, d.identity.wwn));
 }
 
-void ProvisionedRun::qemu_started(const ProcessId& qemu) {
-  journal_.owner(qemu);
+void ProvisionedRun::record_qemu_in_child() { journal_.owner(self_identity()); }
+
+void ProvisionedRun::daemon_started(const ProcessId& daemon) {
+  journal_.owner(daemon);
   qemu_started_ = true;
 }
 

@@ -78,29 +78,28 @@ std::string find_executable(const std::string& name) {
 }
 
 ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& block,
+                      const std::function<void()>& before_exec,
                       const std::function<void(pid_t)>& on_started) {
   const std::string exe = checked_executable(argv.at(0));
   std::vector<std::string> args(argv.begin() + 1, argv.end());
-
-  // The go-ahead: the child execs only after reading one byte, which the parent writes
-  // once it has recorded the child. EOF (the parent died or gave up) means never exec.
-  int go[2];
-  if (::pipe2(go, O_CLOEXEC) != 0) throw Error("pipe", errno_string(errno));
-  UniqueFd go_read(go[0]), go_write(go[1]);
   const pid_t parent = ::getpid();
 
   pid_t pid = -1;
   try {
     bp::child child(bp::exe = exe, bp::args = args,
-                    bp::extend::on_exec_setup = [&](auto&) {
-                      // Async-signal-safe calls only: this runs between fork and exec.
+                    bp::extend::on_exec_setup = [&](auto& exec) {
+                      // Between fork and exec. We are single-threaded, so the hook may
+                      // allocate; it must not return into the parent's code paths.
                       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-                      ::close(go_write.get());
-                      char byte = 0;
-                      ssize_t n;
-                      while ((n = ::read(go_read.get(), &byte, 1)) < 0 && errno == EINTR) {
+                      // The parent died before the line above: never run QEMU unowned.
+                      if (::getppid() != parent) ::_exit(exit_code::kNotExecutable);
+                      try {
+                        if (before_exec) before_exec();
+                      } catch (const std::exception& e) {
+                        // ECANCELED: no execve failure gives it, so the parent can tell.
+                        exec.set_error(std::error_code(ECANCELED, std::system_category()), e.what());
+                        ::_exit(exit_code::kNotExecutable);
                       }
-                      if (n != 1 || ::getppid() != parent) ::_exit(exit_code::kNotExecutable);
                       // The caller's mask and dispositions: QEMU must see SIGTERM & co.
                       block.restore();
                     });
@@ -109,21 +108,18 @@ ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& b
     child.detach();
   } catch (const bp::process_error& e) {
     int err = e.code().value();
+    if (err == ECANCELED) {
+      // The hook's own "<object>: <cause>", to which Boost appended the code's text.
+      std::string msg = e.what();
+      msg.resize(msg.rfind(": "));
+      auto colon = msg.find(": ");
+      if (colon == std::string::npos) throw Error("QEMU", msg + " (QEMU was not started)");
+      throw Error(msg.substr(0, colon), msg.substr(colon + 2) + " (QEMU was not started)");
+    }
     throw Error(exe, "cannot execute QEMU: " + errno_string(err), exec_failure_code(err));
   }
-  go_read = UniqueFd();
-  try {
-    if (on_started) on_started(pid);
-  } catch (...) {
-    go_write = UniqueFd();  // EOF: the child exits without running QEMU
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    throw;
-  }
-  if (::write(go_write.get(), "g", 1) != 1) log_warning("cannot release QEMU: " + errno_string(errno));
-  go_write = UniqueFd();
   log_verbose("started " + exe + " as pid " + std::to_string(pid));
+  if (on_started) on_started(pid);
 
   const pid_t our_group = ::getpgrp();
   for (;;) {

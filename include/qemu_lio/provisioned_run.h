@@ -30,9 +30,16 @@ class ProvisionedRun {
   /// it exists. On failure the kernel is as it was and Error is thrown.
   void provision(const Plan& plan);
 
-  /// Names QEMU's process in the journal, before it may run: from now on the objects are
-  /// in use, and only finish() (after QEMU has exited) or the backstop removes them.
-  void qemu_started(const ProcessId& qemu);
+  /// Run in QEMU's process between fork and exec: names it in the journal before it may
+  /// run. Throws Error if the record cannot be written (QEMU then does not start).
+  void record_qemu_in_child();
+
+  /// QEMU runs (its child side recorded it): from now on the objects are in use, and only
+  /// finish() (after QEMU has exited) or the backstop removes them.
+  void qemu_started() { qemu_started_ = true; }
+
+  /// QEMU's daemon runs as `daemon` (-daemonize): recorded for the backstop to follow.
+  void daemon_started(const ProcessId& daemon);
 
   /// Records the -pidfile where QEMU's daemon will name itself (the backstop follows it).
   void daemon_pidfile(const std::string& path);

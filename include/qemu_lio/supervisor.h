@@ -55,15 +55,16 @@ class SignalBlock {
 std::string find_executable(const std::string& name);
 
 /// Starts argv (argv[0] looked up with find_executable) as a child that inherits our stdio
-/// and terminal. The child dies with us (PR_SET_PDEATHSIG) and does not exec before
-/// `on_started(pid)` has returned in the parent: the journal names QEMU before QEMU runs,
-/// and if we are killed in between, the child exits instead of running unrecorded. If
-/// `on_started` throws, the child exits unexecuted and the error propagates. Forwards the
-/// blocked signals until the child exits, never signalling it after it was reaped, and never
-/// twice: a signal the terminal sent to our whole process group (Ctrl-C) has reached the
-/// child already. Throws Error with exit code 127 (not found) or 126 (cannot execute) if
-/// it cannot start.
+/// and terminal. The child dies with us (PR_SET_PDEATHSIG), and runs `before_exec` just
+/// before exec: there it records itself in the journal, so QEMU never runs unrecorded even
+/// if we are killed right after the fork. If `before_exec` throws, QEMU is not started and
+/// Error (exit 1) is thrown here. `on_started(pid)` runs in the parent once the child
+/// exists. Forwards the blocked signals until the child exits, never
+/// signalling it after it was reaped, and never twice: a signal the terminal sent to our
+/// whole process group (Ctrl-C) has reached the child already. Throws Error with exit code
+/// 127 (not found) or 126 (cannot execute) if it cannot start.
 ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& block,
+                      const std::function<void()>& before_exec = {},
                       const std::function<void(pid_t)>& on_started = {});
 
 /// Replaces this process with argv[0] (looked up on PATH unless `exe` is given), with the

@@ -7,7 +7,7 @@
 #   scenarios_summary            # prints the summary, exits non-zero if anything failed
 #
 # Provides: KERNEL GUEST_KERNEL QBOOT KVER GUEST_BASE_INITRD (from the cache env),
-# GUEST_BOOT_ARGS GUEST_APPEND, CONFIGFS, T (= the target tree), MAKE_GUEST_INITRD, fail, assert_eq, assert_exists, assert_absent, log,
+# GUEST_BOOT_ARGS GUEST_APPEND, CONFIGFS, T (= the target tree), MAKE_GUEST_INITRD, scaled, wait_for, fail, assert_eq, assert_exists, assert_absent, log,
 # configfs_snapshot, vm_start_dbus, guest_boot, scenario, scenarios_summary.
 # Env: VM_SCENARIOS="glob ..." runs only the scenarios whose names match.
 set -euo pipefail
@@ -44,6 +44,25 @@ _vm_elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - 
 
 # log MSG: progress line with seconds since the script started (TCG makes timing interesting).
 log() { echo "[$(_vm_elapsed "$_vm_lib_t0")s] $*"; }
+
+# The one knob for every bounded wait: VM_WAIT_SCALE (vm-run.sh passes it in; default 1).
+# A wait's bound is how long a loaded machine may need, never the verdict of a test.
+VM_WAIT_SCALE=${VM_WAIT_SCALE:-1}
+
+# scaled SECONDS: SECONDS x VM_WAIT_SCALE, rounded up to a whole second.
+scaled() { awk -v s="$1" -v k="$VM_WAIT_SCALE" 'BEGIN { v = s * k; printf "%d", (v == int(v)) ? v : int(v) + 1 }'; }
+
+# wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds; fails once
+# SECONDS x VM_WAIT_SCALE have passed.
+wait_for() {
+    local deadline
+    deadline=$(awk -v a="$EPOCHREALTIME" -v s="$(scaled "$1")" 'BEGIN { printf "%.1f", a + s }')
+    shift
+    until "$@"; do
+        if awk -v d="$deadline" -v n="$EPOCHREALTIME" 'BEGIN { exit !(n > d) }'; then return 1; fi
+        sleep 0.1
+    done
+}
 
 # fail MSG: end the current scenario (it runs in a subshell) with a message.
 fail() {

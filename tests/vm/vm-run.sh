@@ -19,6 +19,8 @@
 #   VM_DBUS=1            start dbus-daemon --system before the script (targetcli needs it)
 #   VM_APPEND="..."      extra kernel command line
 #   VM_QEMU_EXTRA="..."  extra QEMU arguments (word-split)
+#   VM_WAIT_SCALE=K      multiplies every bounded wait of the scenarios (default 1; raise it
+#                        on a slow or loaded host)
 #   VM_KEEP=1            keep the per-run directory (console.log, io/output, io/rc)
 #   VM_KERNEL=PATH       boot this kernel image instead (with SeaBIOS); modules stay the cache's
 # Inside, the script sees: SCRATCH=/scratch (ext4 on a virtio disk, supports O_DIRECT),
@@ -127,6 +129,8 @@ esac
         printf 'export %s=%q\n' "$k" "${E[$k]:-}"
     done
     if [ "$scratch_mb" -gt 0 ]; then echo 'export SCRATCH=/scratch'; fi
+    # The one knob every scenario wait scales from (lib.sh's wait_for).
+    printf 'export VM_WAIT_SCALE=%q\n' "${VM_WAIT_SCALE:-1}"
     for k in ${VM_ENV:-}; do
         [[ $k =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "VM_ENV: bad variable name $k"
         if [ -n "${!k+set}" ]; then printf 'export %s=%q\n' "$k" "${!k}"; fi

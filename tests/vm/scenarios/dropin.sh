@@ -22,15 +22,6 @@ GUEST_TIMEOUT=${GUEST_TIMEOUT:-600}
 dropin() { PATH=$LINKDIR:$PATH qemu-system-x86_64 "$@"; }
 
 
-wait_for() {  # SECONDS COMMAND...: poll until COMMAND succeeds
-  local n=$(($1 * 10))
-  shift
-  while ! "$@"; do
-    n=$((n - 1))
-    [ "$n" -gt 0 ] || return 1
-    sleep 0.1
-  done
-}
 
 # lib.sh's fast nested-guest boot arguments, without -nographic (QEMU refuses it with
 # -daemonize, and the readconfig run wants its console on stdout via -serial stdio instead).

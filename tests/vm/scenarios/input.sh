@@ -12,7 +12,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 QEMU_LIO=${QEMU_LIO:?set QEMU_LIO to the qemu-lio binary}
 STANDIN=$here/stand-in-qemu.sh
-WAIT_SCALE=${VM_WAIT_SCALE:-1}
 WORK=$(mktemp -d "${SCRATCH:-/tmp}/qemu-lio-input.XXXXXX")
 STATE_DIR=$WORK/state
 LINKDIR=$WORK/bin
@@ -24,16 +23,6 @@ qlio() { "$QEMU_LIO" --state-dir "$STATE_DIR" "$@"; }
 # The drop-in binary; QEMU_LIO_QEMU picks the stand-in or, unset, the real QEMU on PATH.
 dropin() { PATH=$LINKDIR:$PATH qemu-system-x86_64 "$@"; }
 
-wait_for() {  # SECONDS COMMAND...: poll until COMMAND succeeds, SECONDS x VM_WAIT_SCALE
-  local n
-  n=$(awk -v s="$1" -v k="$WAIT_SCALE" 'BEGIN { printf "%d", s * k * 10 }')
-  shift
-  while ! "$@"; do
-    n=$((n - 1))
-    [ "$n" -gt 0 ] || return 1
-    sleep 0.1
-  done
-}
 
 raw_image() {  # PATH [SIZE-MB]
   truncate -s "${2:-8}M" "$1"
@@ -141,7 +130,7 @@ qmp_session() {
   printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"query-pci"}' \
     '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/d0","property":"bootindex"}}' \
     '{"execute":"quit"}' \
-    | timeout "$(awk -v k="$WAIT_SCALE" 'BEGIN { printf "%d", 120 * k }')" \
+    | timeout "$(scaled 120)" \
         env -u QEMU_LIO_QEMU PATH="$LINKDIR:$PATH" qemu-system-x86_64 \
         -machine pc -nodefaults -display none -S -qmp stdio "$@" > "$out" 2> "$out.err"
 }
