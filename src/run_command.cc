@@ -278,7 +278,7 @@ int dropin_main(const std::vector<std::string>& argv) {
   req.qemu = std::move(scanned);
   req.qemu_exe = exe;
   req.config = cfg;
-  if (const char* d = std::getenv("QEMU_LIO_STATE_DIR"); d && *d) req.state_dir = d;
+  if (const char* d = ::secure_getenv("QEMU_LIO_STATE_DIR"); d && *d) req.state_dir = d;
   auto fs = make_configfs(req.configfs);
   return launch(req, *fs);
 }

@@ -9,7 +9,8 @@
 namespace qemu_lio {
 
 /// Operations on configfs, with paths relative to its mount point ("target/core/fileio_0").
-/// Every failure throws SysError carrying errno and the relative path.
+/// Every failure throws SysError carrying errno and the ABSOLUTE path, so messages name
+/// the object as the user finds it ("/sys/kernel/config/target/core/fileio_0").
 class ConfigFs {
  public:
   virtual ~ConfigFs() = default;
@@ -29,10 +30,8 @@ class ConfigFs {
   virtual bool exists(const std::string& path) = 0;
   /// Names of the entries of a directory, sorted; empty if it does not exist.
   virtual std::vector<std::string> list(const std::string& dir) = 0;
-  /// The configfs path a symlink points at, relative to the mount point.
-  virtual std::string readlink(const std::string& path) = 0;
-  /// Whether `path` is a symlink.
-  virtual bool is_symlink(const std::string& path) = 0;
+  /// The absolute path of `path` (relative to the mount point), for messages.
+  virtual std::string absolute(const std::string& path) const = 0;
 };
 
 /// The real configfs at `root` (usually /sys/kernel/config).

@@ -1,5 +1,11 @@
 #include "qemu_lio/config_file.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
 #include "test_support.h"
 
 namespace qemu_lio {
@@ -31,6 +37,52 @@ TEST(ConfigFile, ErrorsNameFileLineAndKey) {
             std::string::npos);
   EXPECT_NE(error_of<UsageError>([] { parse_config("just words\n", "q.conf"); }).find("key = value"),
             std::string::npos);
+}
+
+// Sets QEMU_LIO_CONFIG for one test.
+class ConfigEnv {
+ public:
+  explicit ConfigEnv(const std::string& path) { ::setenv("QEMU_LIO_CONFIG", path.c_str(), 1); }
+  ~ConfigEnv() { ::unsetenv("QEMU_LIO_CONFIG"); }
+};
+
+TEST(LoadConfig, MissingFileMeansDefaults) {
+  TempDir dir;
+  ConfigEnv env(dir / "none.conf");
+  Config c = load_config();
+  EXPECT_TRUE(c.allow.empty());
+  EXPECT_EQ(c.source, "");
+}
+
+TEST(LoadConfig, ReadsTheFileTheEnvironmentNames) {
+  TempDir dir;
+  std::ofstream(dir / "q.conf") << "allow = /persist\n";
+  ConfigEnv env(dir / "q.conf");
+  Config c = load_config();
+  EXPECT_EQ(c.allow, std::vector<std::string>{"/persist"});
+  EXPECT_EQ(c.source, dir / "q.conf");
+}
+
+// A config that exists but cannot be read must not silently drop its allow = rules.
+TEST(LoadConfig, DirectoryIsAUsageError) {
+  TempDir dir;
+  ConfigEnv env(dir.path());
+  try {
+    load_config();
+    FAIL() << "a directory was taken as no config";
+  } catch (const UsageError& e) {
+    EXPECT_STREQ(e.what(), (dir.path() + ": cannot read: Is a directory").c_str());
+    EXPECT_EQ(e.exit_code(), exit_code::kUsage);
+  }
+}
+
+TEST(LoadConfig, UnreadableFileIsAUsageError) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads any file";
+  TempDir dir;
+  std::ofstream(dir / "q.conf") << "allow = /persist\n";
+  ::chmod((dir / "q.conf").c_str(), 0);
+  ConfigEnv env(dir / "q.conf");
+  EXPECT_EQ(error_of<UsageError>([] { load_config(); }), dir / "q.conf" + ": cannot read: Permission denied");
 }
 
 }  // namespace
