@@ -69,6 +69,8 @@ std::string acl_lun_link(const std::string& wwn, int tpgt, const std::string& in
   return acl_lun(wwn, tpgt, initiator, mapped) + "/" + name;
 }
 
+bool is_hba_attribute(const std::string& name) { return name == "hba_info" || name == "hba_mode"; }
+
 bool is_safe_name(const std::string& name) {
   if (name.empty() || name == "." || name == "..") return false;
   for (unsigned char c : name)
@@ -103,8 +105,7 @@ Parsed parse(const std::string& path) {
       p.kind = K::kHba;
       return p;
     }
-    // hba_info and hba_mode are the HBA's attributes, not storage objects.
-    if (c.size() == 4 && c[3] != "hba_info" && c[3] != "hba_mode") {
+    if (c.size() == 4 && !is_hba_attribute(c[3])) {
       p.object = c[3];
       p.kind = K::kStorageObject;
       return p;

@@ -42,9 +42,9 @@ Inventory scan_inventory(ConfigFs& fs) {
     if (!layout::parse_hba_name(hba, plugin, index)) continue;  // alua, or not an HBA
     inv.hbas.push_back(hba);
     for (const std::string& so : fs.list(layout::hba(hba))) {
-      if (layout::parse(layout::storage_object(hba, so)).kind !=
-          layout::Parsed::Kind::kStorageObject)
-        continue;  // hba_info, hba_mode
+      // Every other entry counts, whatever its name: another tool's object may still
+      // serve our image, and the conflict check must see it.
+      if (layout::is_hba_attribute(so)) continue;
       Backstore b;
       b.hba = hba;
       b.name = so;

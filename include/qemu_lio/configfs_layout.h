@@ -74,6 +74,10 @@ Parsed parse(const std::string& path);
 /// Splits an HBA name ("fileio_3") into plugin and index; false if it is not one.
 bool parse_hba_name(const std::string& name, std::string& plugin, int& index);
 
+/// True if `name` is one of an HBA directory's own attributes (hba_info, hba_mode) rather
+/// than a storage object.
+bool is_hba_attribute(const std::string& name);
+
 /// True if `name` can be one path component: not empty, not "." or "..", no '/', no
 /// whitespace or control characters.
 bool is_safe_name(const std::string& name);
