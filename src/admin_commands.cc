@@ -17,7 +17,7 @@ void print_line(const std::string& line) { fmt::print("{}\n", line); }
 int gc_command(const RunOptions& opts, ConfigFs& fs) {
   prepare_lio(opts.configfs);
   // A dry run is the same gc against a tree and a state directory that only print.
-  auto dry_fs = make_dry_run_configfs(fs, opts.configfs, print_line);
+  auto dry_fs = make_dry_run_configfs(fs, print_line);
   const GcEffects fx = opts.dry_run ? GcEffects{*dry_fs, [](const std::string& f) {
                                                   print_line("would delete " + f);
                                                 }}

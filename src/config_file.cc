@@ -1,7 +1,10 @@
 #include "qemu_lio/config_file.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 
 #include "qemu_lio/error.h"
@@ -19,7 +22,9 @@ std::string strip(const std::string& s) {
 }  // namespace
 
 std::string config_path() {
-  const char* env = std::getenv("QEMU_LIO_CONFIG");
+  // secure_getenv: in a set-user-ID or file-capability run the caller must not choose the
+  // policy file.
+  const char* env = ::secure_getenv("QEMU_LIO_CONFIG");
   return env && *env ? env : "/etc/qemu-lio.conf";
 }
 
@@ -58,11 +63,28 @@ Config parse_config(const std::string& text, const std::string& source) {
 
 Config load_config() {
   std::string path = config_path();
-  std::ifstream in(path);
-  if (!in) return Config{};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  // Only a missing file means "no config": one that exists but cannot be read (EACCES, a
+  // directory) would otherwise drop its allow = rules silently.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Config{};
+    throw UsageError(path, "cannot read: " + errno_string(errno));
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw UsageError(path, "cannot read: " + errno_string(e));  // EISDIR for a directory
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return parse_config(text, path);
 }
 
 }  // namespace qemu_lio

@@ -254,7 +254,7 @@ std::string find_real_qemu(const std::string& argv0, const Config& cfg) {
   if (::stat("/proc/self/exe", &self) != 0)
     throw Error("/proc/self/exe", "cannot identify qemu-lio's own file");
   std::string choice, source;
-  if (const char* env = std::getenv("QEMU_LIO_QEMU"); env && *env) {
+  if (const char* env = ::secure_getenv("QEMU_LIO_QEMU"); env && *env) {
     choice = env;
     source = "QEMU_LIO_QEMU";
   } else if (cfg.qemu) {

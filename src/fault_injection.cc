@@ -29,8 +29,7 @@ class FaultInjectingConfigFs : public ConfigFs {
   void unlink(const std::string& p) override { tick(FaultPoint::Phase::kTeardown); inner_->unlink(p); }
   bool exists(const std::string& p) override { return inner_->exists(p); }
   std::vector<std::string> list(const std::string& d) override { return inner_->list(d); }
-  std::string readlink(const std::string& p) override { return inner_->readlink(p); }
-  bool is_symlink(const std::string& p) override { return inner_->is_symlink(p); }
+  std::string absolute(const std::string& p) const override { return inner_->absolute(p); }
 
  private:
   void tick(FaultPoint::Phase phase) {

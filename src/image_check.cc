@@ -30,6 +30,13 @@ bool starts_with(const std::string& s, const char* magic, size_t n, size_t off =
   return s.size() >= off + n && std::memcmp(s.data() + off, magic, n) == 0;
 }
 
+// The block device itself, not the node that names it: two nodes of one disk are one disk.
+std::string identity_of(const struct stat& st) {
+  if (S_ISBLK(st.st_mode)) return fmt::format("b:{:x}:{:x}", major(st.st_rdev), minor(st.st_rdev));
+  return fmt::format("{}:{}", static_cast<unsigned long long>(st.st_dev),
+                     static_cast<unsigned long long>(st.st_ino));
+}
+
 }  // namespace
 
 std::string lexically_absolute(const std::string& path) {
@@ -78,6 +85,12 @@ bool block_device_discards(const std::string& sys_dev_dir) {
   return (q >> max_discard) && max_discard > 0;
 }
 
+std::string file_identity(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return identity_of(st);
+}
+
 std::string detect_image_format(const std::string& h) {
   if (starts_with(h, "QFI\xfb", 4)) return "qcow2";  // qcow and qcow2 share the magic
   if (starts_with(h, "KDMV", 4) || starts_with(h, "# Disk DescriptorFile", 21)) return "vmdk";
@@ -124,6 +137,12 @@ ImageInfo inspect_image(const ImageSpec& spec) {
   // O_RDONLY only: never create, never change the image while checking it.
   UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) throw Error(given, "cannot open: " + errno_string(errno));
+  // What is checked below is what this descriptor reads; the path must still name it.
+  struct stat opened;
+  if (::fstat(fd.get(), &opened) != 0) throw Error(given, "cannot stat: " + errno_string(errno));
+  info.file_id = identity_of(opened);
+  if (info.file_id != identity_of(st))
+    throw Error(given, "changed while it was being checked");
   if (info.kind == ImageKind::kBlockDevice) {
     uint64_t bytes = 0;
     if (::ioctl(fd.get(), BLKGETSIZE64, &bytes) != 0)

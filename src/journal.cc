@@ -14,6 +14,7 @@
 #include <map>
 #include <sstream>
 
+#include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/state_lock.h"
 #include "qemu_lio/unique_fd.h"
@@ -143,15 +144,33 @@ void JournalWriter::remove() {
 }
 
 JournalContents read_journal(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw Error(file, "cannot read journal: " + errno_string(errno));
+  // O_NOFOLLOW: a journal that is a symlink was not written by qemu-lio.
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) throw Error(file, "cannot read journal: " + errno_string(errno));
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw Error(file, "cannot read journal: " + errno_string(e));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  std::istringstream in(text);
   JournalContents j;
   j.file = file;
   std::string line;
   bool first = true;
+  int record = 0;
   std::map<std::string, int> record_count;
   while (std::getline(in, line)) {
     if (in.eof()) break;  // no trailing newline: a torn last record
+    ++record;
     std::istringstream f(line);
     std::string tag;
     f >> tag;
@@ -186,6 +205,11 @@ JournalContents read_journal(const std::string& file) {
       auto k = undo_kind_from(kind);
       if (!k) continue;
       Undo u{*k, journal_unescape(path), journal_unescape(value)};
+      // gc runs these steps as root: a record naming anything but an object qemu-lio makes
+      // ("..", a file outside configfs, an attribute) means the journal is not ours.
+      if (!layout::is_qemu_lio_undo(u))
+        throw Error(file, fmt::format("record {}: {} {} is not a LIO object qemu-lio makes",
+                                      record, kind, path));
       // A claim attempt repeats an HBA we already own when the next disk's claim starts
       // at fileio_0 again, and its "cancel" (EEXIST) must not drop our own record: count
       // the records per object; the object is ours while the count is above zero.
@@ -193,12 +217,12 @@ JournalContents read_journal(const std::string& file) {
       if (tag == "make") {
         if (refs++ > 0) continue;
         j.undo.push_back(u);
-        // "target/core/fileio_3/vm-disk0": the backstore of the first image without one.
-        if (u.kind == Undo::Kind::kRmdir && u.path.rfind("target/core/", 0) == 0 &&
-            std::count(u.path.begin(), u.path.end(), '/') == 3)
+        // A storage object: the backstore of the first image without one.
+        const layout::Parsed parsed = layout::parse(u.path);
+        if (u.kind == Undo::Kind::kRmdir && parsed.kind == layout::Parsed::Kind::kStorageObject)
           for (auto& img : j.images)
             if (img.backstore.empty()) {
-              img.backstore = u.path.substr(7);
+              img.backstore = "core/" + parsed.hba + "/" + parsed.object;
               break;
             }
       } else if (refs > 0 && --refs == 0) {

@@ -13,6 +13,7 @@
 #include "qemu_lio/backstop.h"
 #include "qemu_lio/gc.h"
 #include "qemu_lio/image_check.h"
+#include "qemu_lio/image_policy.h"
 #include "qemu_lio/lio_inventory.h"
 #include "qemu_lio/lio_setup.h"
 #include "qemu_lio/log.h"
@@ -40,16 +41,6 @@ std::string vm_name_for(const LaunchRequest& req) {
     if (!n.empty()) return n;
   }
   return fmt::format("qemu-lio-{}", ::getpid());
-}
-
-void check_allowed(const Config& cfg, const CheckedImage& img) {
-  if (cfg.allow.empty()) return;
-  const std::string& p = img.info.canonical_path;
-  for (const std::string& dir : cfg.allow)
-    if (dir == "/" || p.rfind(dir + "/", 0) == 0) return;
-  throw Error(img.spec.path, fmt::format("{} is outside the directories allowed by {} "
-                                         "(allow = ...)",
-                                         p, cfg.source));
 }
 
 // A private copy QEMU can open by name: a memfd it inherits, opened as /dev/fd/N.
@@ -168,7 +159,7 @@ Prepared prepare(const LaunchRequest& req) {
     if (!spec.num_queues && req.qemu.smp_cpus)
       spec.num_queues = std::clamp(*req.qemu.smp_cpus, 1, kMaxQueues);
     CheckedImage img{spec, inspect_image(spec)};
-    check_allowed(req.config, img);
+    check_image_policy(req.config, img.spec, img.info);
     images.push_back(img);
   }
   p.plan = build_plan(p.vm_name, images);

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/error.h"
 
 namespace qemu_lio {
@@ -31,24 +32,29 @@ std::string read_or_empty(ConfigFs& fs, const std::string& path) {
 
 }  // namespace
 
+std::string Backstore::path() const { return layout::storage_object(hba, name); }
+
 Inventory scan_inventory(ConfigFs& fs) {
   Inventory inv;
-  for (const std::string& hba : fs.list("target/core")) {
-    auto us = hba.rfind('_');
-    if (hba == "alua" || us == std::string::npos) continue;
+  for (const std::string& hba : fs.list(layout::kCore)) {
+    std::string plugin;
+    int index = 0;
+    if (!layout::parse_hba_name(hba, plugin, index)) continue;  // alua, or not an HBA
     inv.hbas.push_back(hba);
-    for (const std::string& so : fs.list("target/core/" + hba)) {
-      if (so == "hba_info" || so == "hba_mode") continue;
+    for (const std::string& so : fs.list(layout::hba(hba))) {
+      // Every other entry counts, whatever its name: another tool's object may still
+      // serve our image, and the conflict check must see it.
+      if (layout::is_hba_attribute(so)) continue;
       Backstore b;
       b.hba = hba;
       b.name = so;
-      b.plugin = hba.substr(0, us);
+      b.plugin = plugin;
       b.file = trim(read_or_empty(fs, b.path() + "/udev_path"));
       if (b.file.empty()) b.file = file_from_info(read_or_empty(fs, b.path() + "/info"));
       inv.backstores.push_back(b);
     }
   }
-  for (const std::string& w : fs.list("target/vhost"))
+  for (const std::string& w : fs.list(layout::kVhost))
     if (w != "discovery_auth" && w != "version") inv.vhost_wwns.push_back(w);
   return inv;
 }

@@ -13,7 +13,8 @@ std::optional<Undo> undo_of(const Op& op) {
       if (!op.undo_value.empty()) return Undo{Undo::Kind::kWrite, op.path, op.undo_value};
       return std::nullopt;
     case Op::Kind::kEnsureDir:  // shared with other tools: never removed
-    case Op::Kind::kExpect: return std::nullopt;
+    case Op::Kind::kExpect:
+    case Op::Kind::kExpectSameFile: return std::nullopt;
   }
   return std::nullopt;
 }

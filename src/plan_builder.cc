@@ -5,6 +5,7 @@
 #include <cctype>
 #include <set>
 
+#include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/identity.h"
 
@@ -24,10 +25,10 @@ Op make(Op::Kind k, std::string path, std::string value, std::string why,
 
 void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
   const bool file = d.plugin == "fileio";
-  const std::string so = "target/core/$" + d.hba_var + "/" + d.so_name;
+  const std::string so = layout::storage_object("$" + d.hba_var, d.so_name);
   const std::string& p = d.info.canonical_path;
 
-  Op claim = make(Op::Kind::kClaimHba, "target/core", d.plugin,
+  Op claim = make(Op::Kind::kClaimHba, layout::kCore, d.plugin,
                   "mkdir is the only atomic claim: take the first free " + d.plugin + "_N");
   claim.var = d.hba_var;
   ops.push_back(claim);
@@ -48,6 +49,11 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
                      "lets targetcli and 'qemu-lio list' see which image this serves"));
   ops.push_back(make(Op::Kind::kWrite, so + "/enable", "1",
                      "the image was checked to exist: enable would O_CREAT a wrong path"));
+  if (!d.info.file_id.empty())
+    // enable makes the kernel open the path by name, as root: a swap of the file (or of a
+    // directory on its path) after the checks would serve another file. Catch it here.
+    ops.push_back(make(Op::Kind::kExpectSameFile, p, d.info.file_id,
+                       "the kernel opened the file that was checked"));
   const std::string bs = std::to_string(d.spec.block_size);
   ops.push_back(make(Op::Kind::kWrite, so + "/attrib/block_size", bs,
                      "block_size must follow enable: enable resets it to hw_block_size"));
@@ -73,11 +79,14 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
 }
 
 void add_vhost_ops(const DiskPlan& d, std::vector<Op>& ops) {
-  const std::string wwn = "target/vhost/" + d.identity.wwn;
-  const std::string tpg = wwn + "/tpgt_1";
-  const std::string lun = tpg + "/lun/lun_0";
-  const std::string acl = tpg + "/acls/" + d.identity.nexus;
-  ops.push_back(make(Op::Kind::kEnsureDir, "target/vhost", "",
+  // TPG 1 (QEMU's boot_tpgt) and LUN 0, mapped as LUN 0 of the read-only ACL.
+  const std::string& w = d.identity.wwn;
+  const std::string wwn = layout::vhost_target(w);
+  const std::string tpg = layout::tpg(w, 1);
+  const std::string lun = layout::lun(w, 1, 0);
+  const std::string acl = layout::acl(w, 1, d.identity.nexus);
+  const std::string acl_lun = layout::acl_lun(w, 1, d.identity.nexus, 0);
+  ops.push_back(make(Op::Kind::kEnsureDir, layout::kVhost, "",
                      "the fabric directory appears only when first made; shared, never removed"));
   ops.push_back(make(Op::Kind::kMkdir, wwn, "", "vhost target (QEMU's wwpn)"));
   ops.push_back(make(Op::Kind::kMkdir, tpg, "", "target portal group 1 (boot_tpgt=1)"));
@@ -85,20 +94,21 @@ void add_vhost_ops(const DiskPlan& d, std::vector<Op>& ops) {
     // vhost's demo-mode ACL ignores iblock's readonly=1; an explicit ACL named like the
     // nexus, made before it, carries the write_protect the target enforces.
     ops.push_back(make(Op::Kind::kMkdir, acl, "", "explicit ACL for the nexus (read-only disk)"));
-  ops.push_back(make(Op::Kind::kWrite, tpg + "/nexus", d.identity.nexus,
+  ops.push_back(make(Op::Kind::kWrite, layout::nexus(w, 1), d.identity.nexus,
                      "QEMU cannot bind a TPG without a nexus", "NULL"));
   ops.push_back(make(Op::Kind::kMkdir, lun, "", "LUN 0"));
-  ops.push_back(make(Op::Kind::kSymlink, lun + "/" + d.so_name,
-                     "target/core/$" + d.hba_var + "/" + d.so_name, "export the backstore"));
+  ops.push_back(make(Op::Kind::kSymlink, layout::lun_link(w, 1, 0, d.so_name),
+                     layout::storage_object("$" + d.hba_var, d.so_name), "export the backstore"));
   if (d.spec.readonly) {
     // Created after the nexus so that teardown, in reverse, clears the nexus only once the
     // LUNs are gone and removes the ACL only after that: removing an ACL under a live
     // session blocks in the kernel for minutes.
-    ops.push_back(make(Op::Kind::kMkdir, acl + "/lun_0", "", "map LUN 0 into the ACL"));
-    ops.push_back(make(Op::Kind::kSymlink, acl + "/lun_0/lun_0", lun, "mapped LUN -> TPG LUN 0"));
-    ops.push_back(make(Op::Kind::kWrite, acl + "/lun_0/write_protect", "1",
+    ops.push_back(make(Op::Kind::kMkdir, acl_lun, "", "map LUN 0 into the ACL"));
+    ops.push_back(make(Op::Kind::kSymlink, layout::acl_lun_link(w, 1, d.identity.nexus, 0, "lun_0"),
+                       lun, "mapped LUN -> TPG LUN 0"));
+    ops.push_back(make(Op::Kind::kWrite, acl_lun + "/write_protect", "1",
                        "the target refuses the guest's writes"));
-    ops.push_back(make(Op::Kind::kExpect, acl + "/lun_0/write_protect", "1", "write protection took effect"));
+    ops.push_back(make(Op::Kind::kExpect, acl_lun + "/write_protect", "1", "write protection took effect"));
   }
 }
 
@@ -206,7 +216,7 @@ void check_conflicts(const Plan& plan, const Inventory& inv) {
     }
     for (const std::string& w : inv.vhost_wwns)
       if (w == d.identity.wwn)
-        throw Error(obj, "wwn " + w + " already exists in target/vhost (another VM or tool "
+        throw Error(obj, "wwn " + w + " already exists in " + layout::kVhost + " (another VM or tool "
                          "uses it)");
   }
 }

@@ -2,10 +2,13 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <thread>
 
+#include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/error.h"
+#include "qemu_lio/image_check.h"
 #include "qemu_lio/log.h"
 
 namespace qemu_lio {
@@ -19,9 +22,8 @@ std::string trim(std::string s) {
   return s;
 }
 
-// "target/core/fileio_3": an HBA directory.
 bool is_hba_path(const std::string& p) {
-  return p.rfind("target/core/", 0) == 0 && p.find('/', 12) == std::string::npos;
+  return layout::parse(p).kind == layout::Parsed::Kind::kHba;
 }
 
 bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
@@ -56,7 +58,7 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
       log_error(e.what());
       return false;
     } catch (const std::exception& e) {
-      log_error(u.path + ": " + e.what());
+      log_error(fs.absolute(u.path) + ": " + e.what());
       return false;
     }
   }
@@ -69,22 +71,21 @@ int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& re
   // TPGs whose nexus could not be cleared: removing an ACL under a live nexus blocks the
   // caller in the kernel for minutes, so their ACLs stay (and count as failures).
   std::vector<std::string> live_nexus_tpgs;
+  using K = layout::Parsed::Kind;
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
     const Undo& u = *it;
-    bool under_live_nexus = false;
-    for (const std::string& tpg : live_nexus_tpgs)
-      if (u.path.rfind(tpg + "/acls/", 0) == 0) under_live_nexus = true;
-    if (under_live_nexus) {
-      log_error(u.path + ": left in place: its nexus is still set");
+    const layout::Parsed p = layout::parse(u.path);
+    const bool in_acl = p.kind == K::kAcl || p.kind == K::kAclLun || p.kind == K::kAclLunLink;
+    if (in_acl && std::find(live_nexus_tpgs.begin(), live_nexus_tpgs.end(),
+                            layout::tpg(p.wwn, p.tpgt)) != live_nexus_tpgs.end()) {
+      log_error(fs.absolute(u.path) + ": left in place: its nexus is still set");
       ++failed;
       continue;
     }
     if (undo_step(fs, u, retry)) continue;
     ++failed;
-    const std::string suffix = "/nexus";
-    if (u.kind == Undo::Kind::kWrite && u.path.size() > suffix.size() &&
-        u.path.compare(u.path.size() - suffix.size(), suffix.size(), suffix) == 0)
-      live_nexus_tpgs.push_back(u.path.substr(0, u.path.size() - suffix.size()));
+    if (u.kind == Undo::Kind::kWrite && p.kind == K::kNexus)
+      live_nexus_tpgs.push_back(layout::tpg(p.wwn, p.tpgt));
   }
   return failed;
 }
@@ -98,7 +99,8 @@ void Provisioner::apply(const Plan& plan) {
     for (const Op& op : plan.ops) run_op(op);
   } catch (const SysError& e) {
     teardown();
-    throw Error(e.action() + " " + e.path(), errno_string(e.err()));
+    // The object first, as an absolute path, then what was done and the kernel's cause.
+    throw Error(e.path(), e.action() + ": " + errno_string(e.err()));
   } catch (...) {
     teardown();
     throw;
@@ -135,12 +137,20 @@ void Provisioner::run_op(const Op& raw) {
       case Op::Kind::kExpect: {
         std::string got = trim(fs_.read(op.path));
         if (got.find(op.value) == std::string::npos)
-          throw Error(op.path, fmt::format("kernel did not take the setting: expected '{}', "
+          throw Error(fs_.absolute(op.path), fmt::format("kernel did not take the setting: expected '{}', "
                                            "read '{}'",
                                            op.value, got));
         break;
       }
       case Op::Kind::kSymlink: fs_.symlink(op.value, op.path); break;
+      case Op::Kind::kExpectSameFile: {
+        std::string now = file_identity(op.path);
+        if (now != op.value)
+          throw Error(op.path, fmt::format("changed between the check and enable (checked {}, "
+                                           "now {}); not serving it",
+                                           op.value, now.empty() ? "gone" : now));
+        break;
+      }
     }
   } catch (...) {
     if (undo) announce(*undo, true);
@@ -149,6 +159,7 @@ void Provisioner::run_op(const Op& raw) {
   switch (op.kind) {
     case Op::Kind::kWrite: log_verbose(fmt::format("wrote {} = {}", op.path, op.value)); break;
     case Op::Kind::kExpect: log_verbose(fmt::format("checked {} holds '{}'", op.path, op.value)); break;
+    case Op::Kind::kExpectSameFile: log_verbose(fmt::format("checked {} is still {}", op.path, op.value)); break;
     case Op::Kind::kSymlink: log_verbose(fmt::format("linked {} -> {}", op.path, op.value)); break;
     default: log_verbose("made " + op.path); break;
   }
@@ -161,7 +172,7 @@ void Provisioner::claim_hba(const Op& op) {
   // again made claims quadratic in the number of disks.
   int& next = next_hba_[op.path + "/" + op.value];
   for (int n = next; n < kMaxHbaIndex; ++n) {
-    std::string name = fmt::format("{}_{}", op.value, n);
+    std::string name = layout::hba_name(op.value, n);
     Undo undo{Undo::Kind::kRmdir, op.path + "/" + name, ""};
     announce(undo, false);
     try {
@@ -177,7 +188,7 @@ void Provisioner::claim_hba(const Op& op) {
     log_verbose("claimed " + undo.path);
     return;
   }
-  throw SysError(ENOSPC, "no free HBA index under", op.path);
+  throw Error(fs_.absolute(op.path), "no free " + op.value + " HBA index");
 }
 
 int Provisioner::teardown() noexcept {

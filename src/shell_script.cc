@@ -53,7 +53,7 @@ std::string render_op(const Op& op) {
       s += fmt::format(
           "  n=0\n"
           "  until mkdir \"$CFS/{0}/{1}_$n\" 2>/dev/null; do\n"
-          "    [ -e \"$CFS/{0}/{1}_$n\" ] || {{ echo \"qemu-lio: error: cannot create {0}/{1}_$n\" >&2; exit 1; }}\n"
+          "    [ -e \"$CFS/{0}/{1}_$n\" ] || {{ echo \"qemu-lio: error: $CFS/{0}/{1}_$n: cannot create\" >&2; exit 1; }}\n"
           "    n=$((n + 1))\n"
           "  done\n"
           "  {2}={1}_$n\n",
@@ -70,13 +70,22 @@ std::string render_op(const Op& op) {
       break;
     case Op::Kind::kExpect:
       s += fmt::format(
-          "  grep -qF -- {0} {1} || {{ echo \"qemu-lio: error: {2}: kernel did not take the "
+          "  grep -qF -- {0} {1} || {{ echo \"qemu-lio: error: $CFS/{2}: kernel did not take the "
           "setting \"{0} >&2; exit 1; }}\n",
           shell_quote(op.value), cfs(op.path), op.path);
       break;
     case Op::Kind::kSymlink:
       s += fmt::format("  ln -s {} {}\n", cfs(op.value), cfs(op.path));
       break;
+    case Op::Kind::kExpectSameFile: {
+      // The image path is the user's: quoted for sh, and printed with printf, not echo.
+      const bool blk = op.value.rfind("b:", 0) == 0;
+      s += fmt::format(
+          "  [ \"$(stat -L -c {0} {1} 2>/dev/null)\" = {2} ] || {{ printf '%s\\n' {3} >&2; exit 1; }}\n",
+          shell_quote(blk ? "b:%t:%T" : "%d:%i"), shell_quote(op.path), shell_quote(op.value),
+          shell_quote("qemu-lio: error: " + op.path + ": changed between the check and enable"));
+      break;
+    }
   }
   return s;
 }

@@ -10,7 +10,8 @@
 namespace qemu_lio {
 
 /// Operations on configfs, with paths relative to its mount point ("target/core/fileio_0").
-/// Every failure throws SysError carrying errno and the relative path.
+/// Every failure throws SysError carrying errno and the ABSOLUTE path, so messages name
+/// the object as the user finds it ("/sys/kernel/config/target/core/fileio_0").
 class ConfigFs {
  public:
   virtual ~ConfigFs() = default;
@@ -30,10 +31,8 @@ class ConfigFs {
   virtual bool exists(const std::string& path) = 0;
   /// Names of the entries of a directory, sorted; empty if it does not exist.
   virtual std::vector<std::string> list(const std::string& dir) = 0;
-  /// The configfs path a symlink points at, relative to the mount point.
-  virtual std::string readlink(const std::string& path) = 0;
-  /// Whether `path` is a symlink.
-  virtual bool is_symlink(const std::string& path) = 0;
+  /// The absolute path of `path` (relative to the mount point), for messages.
+  virtual std::string absolute(const std::string& path) const = 0;
 };
 
 /// The real configfs at `root` (usually /sys/kernel/config).
@@ -44,8 +43,9 @@ std::unique_ptr<ConfigFs> make_real_configfs(const std::string& root);
 std::unique_ptr<ConfigFs> make_configfs(const std::string& root);
 
 /// A dry run over `inner`: reads go to it, every change is reported through `say` ("would
-/// remove ROOT/PATH") and remembered, so later reads see the tree as it would then be.
-std::unique_ptr<ConfigFs> make_dry_run_configfs(ConfigFs& inner, const std::string& root,
+/// remove /sys/kernel/config/PATH") and remembered, so later reads see the tree as it
+/// would then be.
+std::unique_ptr<ConfigFs> make_dry_run_configfs(ConfigFs& inner,
                                                 std::function<void(const std::string&)> say);
 
 }  // namespace qemu_lio

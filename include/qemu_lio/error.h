@@ -42,9 +42,10 @@ class UsageError : public Error {
 };
 
 /// A failed system call on a path, keeping errno so callers can decide (EEXIST, EBUSY, ENOENT).
+/// what() is "<path>: <action>: <strerror>".
 class SysError : public std::system_error {
  public:
-  /// `action` is a verb phrase ("cannot create"), `path` the object.
+  /// `action` is a verb phrase ("cannot create"), `path` the object (absolute).
   SysError(int err, const std::string& action, const std::string& path);
   /// errno of the failed call.
   int err() const { return code().value(); }

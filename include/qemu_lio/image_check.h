@@ -26,7 +26,16 @@ struct ImageInfo {
   /// False for a block device whose queue cannot discard: iblock refuses emulate_tpu=1
   /// there, so discard is left off for it.
   bool discard_supported = true;
+  /// What the checked file is, as file_identity() spells it: "DEV:INO" for a file (st_dev,
+  /// st_ino), "b:MAJOR:MINOR" for a block device (st_rdev). "" if unknown (tests).
+  std::string file_id;
 };
+
+/// The identity of the file or block device `path` names now (stat(2), symlinks followed,
+/// as the kernel's open follows them): "DEV:INO" in decimal, as `stat -L -c %d:%i` prints
+/// it, or for a block device "b:MAJOR:MINOR" in hex, as `stat -L -c b:%t:%T` prints it.
+/// "" if it cannot be stat'ed.
+std::string file_identity(const std::string& path);
 
 /// Stats, resolves and sniffs the image named by `spec`. Throws Error naming the image and
 /// the cause (missing, not a regular file or block device, empty, size not a multiple of

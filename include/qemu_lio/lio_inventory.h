@@ -15,7 +15,8 @@ struct Backstore {
   std::string name;    ///< storage object name
   std::string plugin;  ///< "fileio", "iblock", ...
   std::string file;    ///< the file or device it serves (udev_path, else info's "File:")
-  std::string path() const { return "target/core/" + hba + "/" + name; }
+  /// "target/core/<hba>/<name>".
+  std::string path() const;
 };
 
 /// A snapshot of the parts of the tree qemu-lio must not collide with.

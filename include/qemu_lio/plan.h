@@ -23,6 +23,10 @@ struct Op {
     kWrite,      ///< write `value` to `path`; undo writes `undo_value` if it is not empty
     kExpect,     ///< read `path`; fail unless it contains `value` (catches ignored settings)
     kSymlink,    ///< symlink `path` -> `value`; undo unlink
+    /// stat(2) the file `path` (an image, not a configfs path); fail unless its identity is
+    /// `value` (see file_identity). Emitted after enable: the kernel opened the file by
+    /// name, and this proves the name still meant the file that was checked.
+    kExpectSameFile,
   };
   Kind kind;
   std::string path;

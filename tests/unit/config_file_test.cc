@@ -1,5 +1,12 @@
 #include "qemu_lio/config_file.h"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
 #include "test_support.h"
 
 namespace qemu_lio {
@@ -31,6 +38,71 @@ TEST(ConfigFile, ErrorsNameFileLineAndKey) {
             std::string::npos);
   EXPECT_NE(error_of<UsageError>([] { parse_config("just words\n", "q.conf"); }).find("key = value"),
             std::string::npos);
+}
+
+// Sets QEMU_LIO_CONFIG for one test.
+class ConfigEnv {
+ public:
+  explicit ConfigEnv(const std::string& path) { ::setenv("QEMU_LIO_CONFIG", path.c_str(), 1); }
+  ~ConfigEnv() { ::unsetenv("QEMU_LIO_CONFIG"); }
+};
+
+TEST(LoadConfig, MissingFileMeansDefaults) {
+  TempDir dir;
+  ConfigEnv env(dir / "none.conf");
+  Config c = load_config();
+  EXPECT_TRUE(c.allow.empty());
+  EXPECT_EQ(c.source, "");
+}
+
+TEST(LoadConfig, ReadsTheFileTheEnvironmentNames) {
+  TempDir dir;
+  std::ofstream(dir / "q.conf") << "allow = /persist\n";
+  ConfigEnv env(dir / "q.conf");
+  Config c = load_config();
+  EXPECT_EQ(c.allow, std::vector<std::string>{"/persist"});
+  EXPECT_EQ(c.source, dir / "q.conf");
+}
+
+// A config that exists but cannot be read must not silently drop its allow = rules.
+TEST(LoadConfig, DirectoryIsAUsageError) {
+  TempDir dir;
+  ConfigEnv env(dir.path());
+  try {
+    load_config();
+    FAIL() << "a directory was taken as no config";
+  } catch (const UsageError& e) {
+    EXPECT_STREQ(e.what(), (dir.path() + ": cannot read: Is a directory").c_str());
+    EXPECT_EQ(e.exit_code(), exit_code::kUsage);
+  }
+}
+
+TEST(LoadConfig, UnreadableFileIsAUsageError) {
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  std::ofstream(dir / "q.conf") << "allow = /persist\n";
+  ::chmod((dir / "q.conf").c_str(), 0);
+  ConfigEnv env(dir / "q.conf");
+  const std::string want = dir / "q.conf" + ": cannot read: Permission denied";
+  // Root reads any file: the check runs in a child that has given up root (the tests run
+  // as root in CI), and reports through its exit status.
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    try {
+      load_config();
+    } catch (const UsageError& e) {
+      ::_exit(e.what() == want ? 0 : 1);
+    } catch (...) {
+      ::_exit(2);
+    }
+    ::_exit(4);  // no error at all: the policy would silently vanish
+  }
+  int status = 0;
+  ASSERT_EQ(child, ::waitpid(child, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(0, WEXITSTATUS(status)) << "1 wrong message, 2 wrong error type, 3 cannot drop root, 4 no error";
 }
 
 }  // namespace

@@ -133,7 +133,6 @@ const char* to_string(FsOp op) {
     case FsOp::kRead: return "read";
     case FsOp::kSymlink: return "symlink";
     case FsOp::kUnlink: return "unlink";
-    case FsOp::kReadlink: return "readlink";
   }
   return "?";
 }
@@ -163,7 +162,34 @@ void FakeConfigFs::begin(FsOp op, const std::string& path, const std::string& ac
     if (f.at == 0 && (f.exact ? path != f.path : path.find(f.path) == std::string::npos))
       continue;
     if (f.remaining > 0) --f.remaining;
-    throw SysError(f.err, action, path);
+    throw SysError(f.err, action, absolute(path));
+  }
+  for (auto it = hooks_.begin(); it != hooks_.end(); ++it)
+    if (it->op == op && it->path == path) {
+      auto fn = std::move(it->fn);
+      hooks_.erase(it);
+      fn();
+      break;
+    }
+}
+
+void FakeConfigFs::before(FsOp op, const std::string& path, std::function<void()> hook) {
+  hooks_.push_back({op, normalize(path), std::move(hook)});
+}
+
+std::string FakeConfigFs::absolute(const std::string& path) const {
+  return std::string(kRoot) + "/" + path;
+}
+
+// The kernel model throws with paths relative to the tree; the ConfigFs contract wants the
+// absolute path in every error, as the real configfs reports it.
+template <typename F>
+auto FakeConfigFs::absolute_errors(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const SysError& e) {
+    if (!e.path().empty() && e.path()[0] == '/') throw;
+    throw SysError(e.err(), e.action(), absolute(e.path()));
   }
 }
 
@@ -172,56 +198,55 @@ void FakeConfigFs::crash(const std::string& reason, const std::string& path) {
   if (!crash_reason_.empty()) crash_reason_ += "; ";
   crash_reason_ += reason;
   // A real oops kills the writer; ENODEV keeps the test running so it can report it.
-  throw SysError(ENODEV, "kernel crashed (" + reason + ") at", path);
+  throw SysError(ENODEV, "kernel crashed (" + reason + ")", path);
 }
 
 void FakeConfigFs::mkdir(const std::string& path) {
   std::string p = normalize(path);
   begin(FsOp::kMkdir, p, "cannot create");
-  do_mkdir(p);
+  absolute_errors([&] { do_mkdir(p); });
   log_.push_back("mkdir " + p);
 }
 
 void FakeConfigFs::rmdir(const std::string& path) {
   std::string p = normalize(path);
   begin(FsOp::kRmdir, p, "cannot remove");
-  do_rmdir(p);
+  absolute_errors([&] { do_rmdir(p); });
   log_.push_back("rmdir " + p);
 }
 
 void FakeConfigFs::write(const std::string& path, const std::string& value) {
   std::string p = normalize(path);
-  begin(FsOp::kWrite, p, "cannot write '" + value + "' to");
-  do_write(p, value);
+  begin(FsOp::kWrite, p, "cannot write '" + value + "'");
+  absolute_errors([&] { do_write(p, value); });
   log_.push_back("write " + p + "=" + value);
 }
 
 std::string FakeConfigFs::read(const std::string& path) {
   std::string p = normalize(path);
   begin(FsOp::kRead, p, "cannot read");
-  return show(p);
+  return absolute_errors([&] { return show(p); });
 }
 
 void FakeConfigFs::symlink(const std::string& target, const std::string& link) {
   std::string l = normalize(link), t = normalize(target);
   begin(FsOp::kSymlink, l, "cannot link");
-  do_symlink(t, l);
+  absolute_errors([&] { do_symlink(t, l); });
   log_.push_back("symlink " + l + " -> " + t);
 }
 
 void FakeConfigFs::unlink(const std::string& path) {
   std::string p = normalize(path);
   begin(FsOp::kUnlink, p, "cannot unlink");
-  do_unlink(p);
+  absolute_errors([&] { do_unlink(p); });
   log_.push_back("unlink " + p);
 }
 
-std::string FakeConfigFs::readlink(const std::string& path) {
+std::string FakeConfigFs::link_target(const std::string& path) const {
   std::string p = normalize(path);
-  begin(FsOp::kReadlink, p, "cannot read link");
   const Entry* e = find(p);
-  if (!e) throw SysError(ENOENT, "cannot read link", p);
-  if (e->kind != Kind::kLink) throw SysError(EINVAL, "cannot read link", p);
+  if (!e) throw SysError(ENOENT, "cannot read link", absolute(p));
+  if (e->kind != Kind::kLink) throw SysError(EINVAL, "cannot read link", absolute(p));
   return e->value;
 }
 
@@ -234,7 +259,7 @@ std::vector<std::string> FakeConfigFs::list(const std::string& dir) {
   return children(p);
 }
 
-bool FakeConfigFs::is_symlink(const std::string& path) {
+bool FakeConfigFs::is_link(const std::string& path) const {
   const Entry* e = find(normalize(path));
   return e && e->kind == Kind::kLink;
 }
@@ -487,7 +512,7 @@ void FakeConfigFs::do_unlink(const std::string& p) {
 // Attribute stores.
 
 void FakeConfigFs::do_write(const std::string& p, const std::string& value) {
-  const std::string action = "cannot write '" + value + "' to";
+  const std::string action = "cannot write '" + value + "'";
   Entry* e = find(p);
   if (!e) throw SysError(ENOENT, action, p);  // configfs never creates a file
   if (e->kind != Kind::kAttr) throw SysError(EISDIR, action, p);
@@ -521,7 +546,7 @@ void FakeConfigFs::do_write(const std::string& p, const std::string& value) {
 void FakeConfigFs::store_device_attr(const std::string& p, Device& dev,
                                      const std::string& dev_path, const std::string& rel,
                                      const std::string& value) {
-  const std::string action = "cannot write '" + value + "' to";
+  const std::string action = "cannot write '" + value + "'";
   const bool exported = export_count(dev_path) > 0;
   Entry* e = find(p);
   if (rel == "control") return store_control(p, dev, value);
@@ -577,7 +602,7 @@ void FakeConfigFs::store_device_attr(const std::string& p, Device& dev,
 // fd_set_configfs_dev_params() / iblock_set_configfs_dev_params(): split on ',' and '\n';
 // unknown keys are ignored; a token applied before an error stays applied.
 void FakeConfigFs::store_control(const std::string& p, Device& dev, const std::string& value) {
-  const std::string action = "cannot write '" + value + "' to";
+  const std::string action = "cannot write '" + value + "'";
   size_t start = 0;
   while (start <= value.size()) {
     size_t end = value.find_first_of(",\n", start);
@@ -617,7 +642,7 @@ void FakeConfigFs::store_control(const std::string& p, Device& dev, const std::s
 
 // target_configure_device() with fd_configure_device() / iblock_configure_device().
 void FakeConfigFs::enable_device(const std::string& p, Device& dev, const std::string& dev_path) {
-  const std::string action = "cannot write '1' to";
+  const std::string action = "cannot write '1'";
   if (dev.enabled) throw SysError(EEXIST, action, p);
   const std::string a = dev_path + "/attrib/";
   if (dev.plugin == "fileio") {
@@ -650,7 +675,7 @@ void FakeConfigFs::enable_device(const std::string& p, Device& dev, const std::s
 // vhost_scsi_tpg_nexus_store().
 void FakeConfigFs::store_nexus(const std::string& p, const std::string& tpg,
                                const std::string& value) {
-  const std::string action = "cannot write '" + value + "' to";
+  const std::string action = "cannot write '" + value + "'";
   Entry* e = find(p);
   if (starts_with(value, "NULL")) {
     if (e->value.empty()) throw SysError(ENODEV, action, p);

@@ -9,6 +9,7 @@
 // under a live nexus) sets kernel_crashed() and throws ENODEV: tests assert it never happens.
 
 #include <cerrno>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -17,9 +18,8 @@
 
 namespace qemu_lio {
 
-/// The ConfigFs calls that can fail (exists, list and is_symlink cannot: they neither
-/// throw nor count).
-enum class FsOp { kAny, kMkdir, kRmdir, kWrite, kRead, kSymlink, kUnlink, kReadlink };
+/// The ConfigFs calls that can fail (exists and list cannot: they neither throw nor count).
+enum class FsOp { kAny, kMkdir, kRmdir, kWrite, kRead, kSymlink, kUnlink };
 
 /// "mkdir", "rmdir", ... ("any" for kAny).
 const char* to_string(FsOp op);
@@ -28,6 +28,9 @@ const char* to_string(FsOp op);
 /// target/version; target/vhost appears only once made (mkdir target/vhost).
 class FakeConfigFs : public ConfigFs {
  public:
+  /// Where the fake pretends to be mounted: its errors name absolute paths under it.
+  static constexpr const char* kRoot = "/sys/kernel/config";
+
   FakeConfigFs();
 
   // ConfigFs. Every call below counts as one operation and may be failed by a fault.
@@ -37,11 +40,21 @@ class FakeConfigFs : public ConfigFs {
   std::string read(const std::string& path) override;
   void symlink(const std::string& target, const std::string& link) override;
   void unlink(const std::string& path) override;
-  std::string readlink(const std::string& path) override;
   // Not counted, never failed.
   bool exists(const std::string& path) override;
   std::vector<std::string> list(const std::string& dir) override;
-  bool is_symlink(const std::string& path) override;
+  /// kRoot + "/" + path.
+  std::string absolute(const std::string& path) const override;
+
+  /// Test-only, neither counted nor failed: whether `path` is a symlink.
+  bool is_link(const std::string& path) const;
+  /// Test-only: the configfs path (relative) a symlink points at; SysError ENOENT if it is
+  /// missing, EINVAL if it is not a link.
+  std::string link_target(const std::string& path) const;
+
+  /// Test-only: runs `hook` (once) just before the operation `op` on exactly `path`, after
+  /// it was counted and passed the fault checks: lets a test change the world mid-plan.
+  void before(FsOp op, const std::string& path, std::function<void()> hook);
 
   /// Makes `op` (kAny: every kind) fail with `err` when its path contains `path_part`,
   /// `count` times (-1: forever). For symlink the path is the link's.
@@ -127,6 +140,9 @@ class FakeConfigFs : public ConfigFs {
 
   // Counting and fault injection around each public call.
   void begin(FsOp op, const std::string& path, const std::string& action);
+  // Runs `f`, turning the relative path of a SysError into an absolute one.
+  template <typename F>
+  auto absolute_errors(F&& f) -> decltype(f());
   [[noreturn]] void crash(const std::string& reason, const std::string& path);
 
   // The kernel's behaviour, without counting or faults.
@@ -172,7 +188,13 @@ class FakeConfigFs : public ConfigFs {
   std::map<std::string, Entry> tree_;
   std::map<std::string, Device> devices_;
   std::vector<std::string> attached_wwns_;
+  struct Hook {
+    FsOp op;
+    std::string path;
+    std::function<void()> fn;
+  };
   std::vector<Fault> faults_;
+  std::vector<Hook> hooks_;
   std::vector<std::string> log_;
   std::vector<std::string> calls_;
   std::vector<std::string> ignored_keys_;

@@ -219,11 +219,11 @@ TEST_F(FakeConfigFsTest, LunLinkNeedsAnEnabledStorageObject) {
   EXPECT_EQ(errno_of([&] { fs_.symlink(kSo, kTpg + "/vm-disk0"); }), EPERM);
   fs_.write(kSo + "/enable", "1");
   fs_.symlink(kSo, kLink);
-  EXPECT_TRUE(fs_.is_symlink(kLink));
-  EXPECT_EQ(fs_.readlink(kLink), kSo);
+  EXPECT_TRUE(fs_.is_link(kLink));
+  EXPECT_EQ(fs_.link_target(kLink), kSo);
   EXPECT_EQ(errno_of([&] { fs_.symlink(kSo, kLun + "/second"); }), EEXIST);
   EXPECT_EQ(errno_of([&] { fs_.symlink(kSo, kLink); }), EEXIST);
-  EXPECT_EQ(errno_of([&] { fs_.readlink(kLun + "/statistics"); }), EINVAL);
+  EXPECT_EQ(errno_of([&] { fs_.link_target(kLun + "/statistics"); }), EINVAL);
 }
 
 TEST_F(FakeConfigFsTest, AnExportedDeviceIsFrozen) {

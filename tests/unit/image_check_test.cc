@@ -294,3 +294,22 @@ TEST_F(ImageCheckTest, CheckingNeverChangesTheImage) {
 
 }  // namespace
 }  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+TEST(ImageIdentity, RecordsDeviceAndInodeOfTheCheckedFile) {
+  TempDir dir;
+  write_file(dir / "a.img", 4096);
+  struct stat st;
+  ASSERT_EQ(::stat((dir / "a.img").c_str(), &st), 0);
+  const std::string want = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  EXPECT_EQ(inspect_image(parse_image_spec(dir / "a.img")).file_id, want);
+  EXPECT_EQ(file_identity(dir / "a.img"), want);
+  EXPECT_EQ(file_identity(dir / "missing"), "");
+  ASSERT_EQ(::symlink((dir / "a.img").c_str(), (dir / "l").c_str()), 0);
+  EXPECT_EQ(file_identity(dir / "l"), want);  // as the kernel's open, symlinks are followed
+}
+
+}  // namespace
+}  // namespace qemu_lio

@@ -126,3 +126,47 @@ TEST(Journal, RepeatedClaimOfOurOwnHbaKeepsOneRecord) {
 
 }  // namespace
 }  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+// A journal planted in the state dir must not make gc (root) remove or overwrite files
+// outside configfs: read_journal refuses it, naming the record, in one line.
+TEST(Journal, RecordOutsideTheLioTreeIsRefused) {
+  TempDir dir;
+  std::string f = dir / "evil.1.journal";
+  std::ofstream(f) << "qemu-lio-journal 1\nvm evil\nwrapper 5 6\n"
+                      "make rmdir target/core/fileio_0 %\n"
+                      "make rmdir target/core/../../../../tmp/victim %\n";
+  EXPECT_EQ(error_of([&] { read_journal(f); }),
+            f + ": record 5: rmdir target/core/../../../../tmp/victim is not a LIO object "
+                "qemu-lio makes");
+}
+
+TEST(Journal, EveryShapeOfPlantedRecordIsRefused) {
+  TempDir dir;
+  const std::string head = "qemu-lio-journal 1\nvm evil\nwrapper 5 6\n";
+  for (const std::string rec :
+       {"make write target/vhost/naa.5001405000000001/tpgt_1/../../../../../tmp/f NULL",
+        "make write target/vhost/naa.5001405000000001/tpgt_1/nexus naa.5001405000000002",
+        "make unlink target/core/fileio_0/x %", "make rmdir /etc %",
+        "cancel rmdir target/core/fileio_0/.. %", "make rmdir target/core/fileio_0%2F..%2F.. %"}) {
+    std::string f = dir / "x.journal";
+    std::ofstream(f) << head << rec << "\n";
+    std::string msg = error_of([&] { read_journal(f); });
+    EXPECT_NE(msg.find(": record 4: "), std::string::npos) << rec << " -> " << msg;
+    EXPECT_NE(msg.find("is not a LIO object qemu-lio makes"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST(Journal, ASymlinkedJournalIsNotFollowed) {
+  TempDir dir;
+  std::ofstream(dir / "real") << "qemu-lio-journal 1\nvm x\nwrapper 5 6\n";
+  ASSERT_EQ(::symlink((dir / "real").c_str(), (dir / "x.journal").c_str()), 0);
+  EXPECT_NE(error_of([&] { read_journal(dir / "x.journal"); }).find("cannot read journal"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace qemu_lio

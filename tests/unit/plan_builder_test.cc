@@ -347,7 +347,8 @@ TEST(BuildPlan, EveryCreatingOpHasAnUndo) {
         EXPECT_EQ(u->path, op.path);
         break;
       case Kind::kEnsureDir:  // target/vhost is shared: never removed
-      case Kind::kExpect: EXPECT_FALSE(u) << op.path; break;
+      case Kind::kExpect:
+      case Kind::kExpectSameFile: EXPECT_FALSE(u) << op.path; break;
       case Kind::kWrite: EXPECT_EQ(u.has_value(), !op.undo_value.empty()) << op.path; break;
     }
     EXPECT_FALSE(op.why.empty()) << op.path;  // the dry-run script prints it
@@ -527,6 +528,32 @@ TEST(IsReadOnlyExport, NameEndsInRo) {
   EXPECT_TRUE(is_read_only_export(Backstore{"fileio_0", "vm-disk0-ro", "fileio", "/a"}));
   EXPECT_FALSE(is_read_only_export(Backstore{"fileio_0", "vm-disk0", "fileio", "/a"}));
   EXPECT_FALSE(is_read_only_export(Backstore{"fileio_0", "-ro", "fileio", "/a"}));
+}
+
+}  // namespace
+}  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+// enable makes the kernel open the image by name; the very next step proves it opened the
+// file that was checked.
+TEST(BuildPlan, ChecksTheImageIsTheSameFileRightAfterEnable) {
+  CheckedImage img = checked_image("/img/a.raw");
+  img.info.file_id = "2049:12";
+  CheckedImage dev = checked_image("/dev/vdb", 1 << 30, ImageKind::kBlockDevice);
+  dev.info.file_id = "b:fd:10";
+  Plan plan = build_plan("vm", {img, dev});
+  for (size_t i = 0; i < 2; ++i) {
+    DiskOps d(plan, i);
+    long enable = d.write("enable");
+    ASSERT_NE(enable, kNone);
+    const Op& op = plan.ops.at(static_cast<size_t>(enable) + 1);
+    EXPECT_EQ(op.kind, Kind::kExpectSameFile);
+    EXPECT_EQ(op.path, i == 0 ? "/img/a.raw" : "/dev/vdb");
+    EXPECT_EQ(op.value, i == 0 ? "2049:12" : "b:fd:10");
+    EXPECT_FALSE(undo_of(op));
+  }
 }
 
 }  // namespace

@@ -99,7 +99,7 @@ TEST_F(ProvisionerTest, ApplyMakesEveryObjectWithItsSettings) {
     EXPECT_EQ(read(at.so + "/wwn/vpd_unit_serial"),
               "T10 VPD Unit Serial Number: " + d.identity.serial + "\n");
     EXPECT_EQ(read(at.tpg + "/nexus"), d.identity.nexus + "\n");
-    EXPECT_EQ(fs_.readlink(at.link), at.so);
+    EXPECT_EQ(fs_.link_target(at.link), at.so);
   }
   EXPECT_EQ(plan_.disks[2].identity.serial, "c-serial");
   EXPECT_EQ(read(paths_of(plan_, p, 2).acl + "/lun_0/write_protect"), "1\n");
@@ -215,7 +215,7 @@ TEST(ProvisionerClaim, OtherClaimErrorsFail) {
   fs.fail_on(FsOp::kMkdir, "target/core/fileio_", ENOSPC);
   Provisioner p(fs, kFastRetry);
   std::string msg = error_of([&] { p.apply(three_disk_plan()); });
-  EXPECT_EQ(msg, "cannot create target/core/fileio_0: No space left on device");
+  EXPECT_EQ(msg, "/sys/kernel/config/target/core/fileio_0: cannot create: No space left on device");
   EXPECT_EQ(fs.snapshot(), initial);
 }
 
@@ -226,7 +226,9 @@ TEST_F(ProvisionerTest, ErrorNamesTheObjectThenTheKernelsCause) {
     p.apply(plan_);
     FAIL() << "apply succeeded";
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "cannot write '1' to target/core/fileio_1/vm-disk1/enable: Invalid argument");
+    EXPECT_STREQ(e.what(), "/sys/kernel/config/target/core/fileio_1/vm-disk1/enable: cannot write '1': "
+                           "Invalid argument");
+    EXPECT_EQ(e.object(), "/sys/kernel/config/target/core/fileio_1/vm-disk1/enable");
     EXPECT_EQ(e.exit_code(), exit_code::kProvisionFailed);
   }
   EXPECT_TRUE(p.pending().empty());
@@ -241,7 +243,7 @@ TEST_F(ProvisionerTest, ForeignWwnIsNeverRemoved) {
   const std::string initial = fs_.snapshot();
   Provisioner p(fs_, kFastRetry);
   std::string msg = error_of([&] { p.apply(plan_); });
-  EXPECT_EQ(msg, "cannot create " + foreign + ": File exists");
+  EXPECT_EQ(msg, "/sys/kernel/config/" + foreign + ": cannot create: File exists");
   EXPECT_TRUE(fs_.exists(foreign));
   EXPECT_EQ(fs_.snapshot(), initial);
 }
@@ -261,7 +263,8 @@ TEST_F(ProvisionerTest, BlockSizeThatDidNotStickIsCaught) {
   fs_.fail_on(FsOp::kRead, "vm-disk1/attrib/block_size", EIO, 1);
   Provisioner p(fs_, kFastRetry);
   EXPECT_EQ(error_of([&] { p.apply(plan_); }),
-            "cannot read target/core/fileio_1/vm-disk1/attrib/block_size: Input/output error");
+            "/sys/kernel/config/target/core/fileio_1/vm-disk1/attrib/block_size: cannot read: "
+            "Input/output error");
   EXPECT_EQ(fs_.snapshot(), initial_);
 }
 
@@ -307,7 +310,7 @@ TEST_F(ProvisionerTest, TeardownLogsEachFailureOnceObjectFirst) {
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_GE(failed, 1);
   // "qemu-lio: error: <object>: <cause>", the cause said once, as every other message.
-  EXPECT_NE(err.find("qemu-lio: error: cannot remove " + at.so + ": Read-only file system\n"),
+  EXPECT_NE(err.find("qemu-lio: error: /sys/kernel/config/" + at.so + ": cannot remove: Read-only file system\n"),
             std::string::npos)
       << err;
   EXPECT_EQ(err.find("Read-only file system: Read-only file system"), std::string::npos) << err;
@@ -469,6 +472,84 @@ TEST_P(TeardownFailsAtEachOp, CountsAndLeavesWhatGcCanFinish) {
 
 INSTANTIATE_TEST_SUITE_P(ThreeDisks, TeardownFailsAtEachOp,
                          ::testing::ValuesIn(clean_run_ops(true)), test_name);
+
+}  // namespace
+}  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+// The kernel opens fd_dev_name by name, as root, when enable is written. A file swapped in
+// between qemu-lio's checks and that open must not be served: the run fails and rolls back.
+class SameFileTest : public ::testing::Test {
+ protected:
+  SameFileTest() {
+    write_file(img_, 1 << 20);
+    write_file(other_, 1 << 20);
+    prepare(fs_);
+    initial_ = fs_.snapshot();
+    ImageSpec spec = parse_image_spec(img_);
+    plan_ = build_plan("vm", {CheckedImage{spec, inspect_image(spec)}});
+  }
+  ~SameFileTest() override { EXPECT_FALSE(fs_.kernel_crashed()) << fs_.crash_reason(); }
+
+  TempDir dir_;
+  const std::string img_ = dir_ / "a.img", other_ = dir_ / "other.img";
+  FakeConfigFs fs_;
+  std::string initial_;
+  Plan plan_;
+};
+
+TEST_F(SameFileTest, UnchangedImageIsServed) {
+  Provisioner p(fs_, kFastRetry);
+  p.apply(plan_);
+  EXPECT_EQ(p.teardown(), 0);
+  EXPECT_EQ(fs_.snapshot(), initial_);
+}
+
+TEST_F(SameFileTest, FileSwappedAtEnableIsRefusedAndRolledBack) {
+  fs_.before(FsOp::kWrite, "target/core/fileio_0/vm-disk0/enable",
+             [&] { ASSERT_EQ(std::rename(other_.c_str(), img_.c_str()), 0); });
+  Provisioner p(fs_, kFastRetry);
+  std::string msg = error_of([&] { p.apply(plan_); });
+  EXPECT_EQ(msg.rfind(img_ + ": changed between the check and enable (checked ", 0), 0u) << msg;
+  EXPECT_TRUE(p.pending().empty());
+  EXPECT_EQ(fs_.snapshot(), initial_);
+}
+
+TEST_F(SameFileTest, SymlinkSwappedInAtEnableIsRefused) {
+  fs_.before(FsOp::kWrite, "target/core/fileio_0/vm-disk0/enable", [&] {
+    ASSERT_EQ(::unlink(img_.c_str()), 0);
+    ASSERT_EQ(::symlink(other_.c_str(), img_.c_str()), 0);
+  });
+  Provisioner p(fs_, kFastRetry);
+  EXPECT_NE(error_of([&] { p.apply(plan_); }).find("changed between the check and enable"),
+            std::string::npos);
+  EXPECT_EQ(fs_.snapshot(), initial_);
+}
+
+TEST_F(SameFileTest, FileRemovedAtEnableIsRefused) {
+  fs_.before(FsOp::kWrite, "target/core/fileio_0/vm-disk0/enable",
+             [&] { ASSERT_EQ(::unlink(img_.c_str()), 0); });
+  Provisioner p(fs_, kFastRetry);
+  EXPECT_NE(error_of([&] { p.apply(plan_); }).find(", now gone)"), std::string::npos);
+  EXPECT_EQ(fs_.snapshot(), initial_);
+}
+
+TEST(SysErrorMessage, ObjectFirstThenActionThenCause) {
+  SysError e(EINVAL, "cannot write '1'", "/sys/kernel/config/target/core/fileio_0/d/enable");
+  EXPECT_STREQ(e.what(), "/sys/kernel/config/target/core/fileio_0/d/enable: cannot write '1': Invalid argument");
+  EXPECT_EQ(e.err(), EINVAL);
+}
+
+TEST(FakeErrors, NameTheAbsolutePath) {
+  FakeConfigFs fs;
+  EXPECT_EQ(error_of<SysError>([&] { fs.mkdir("target/core/fileio_x"); }),
+            "/sys/kernel/config/target/core/fileio_x: cannot create: Invalid argument");
+  fs.fail_on(FsOp::kRmdir, "alua", EROFS);
+  EXPECT_EQ(error_of<SysError>([&] { fs.rmdir("target/core/alua"); }),
+            "/sys/kernel/config/target/core/alua: cannot remove: Read-only file system");
+}
 
 }  // namespace
 }  // namespace qemu_lio

@@ -222,8 +222,8 @@ TEST_F(ScriptRunTest, SettingTheKernelIgnoredStopsTheScript) {
   plan_.ops[4].value = "fd_async_io=1";
   ShResult up = run(write_script(), "up");
   EXPECT_EQ(up.status, 1);
-  EXPECT_NE(up.output.find("qemu-lio: error: target/core/fileio_1/vm-disk0/control: kernel did not "
-                           "take the setting fd_async_io=1"),
+  EXPECT_NE(up.output.find("qemu-lio: error: " + cfs_ + "/target/core/fileio_1/vm-disk0/control: kernel "
+                           "did not take the setting fd_async_io=1"),
             std::string::npos)
       << up.output;
   EXPECT_FALSE(std::filesystem::exists(cfs_ + "/target/vhost"));  // stopped right there
@@ -279,7 +279,9 @@ TEST_F(ScriptRunTest, ClaimWithoutLioFailsInsteadOfLooping) {
   std::filesystem::remove_all(cfs_ + "/target/core");
   ShResult up = run(write_script(), "up");
   EXPECT_EQ(up.status, 1);
-  EXPECT_NE(up.output.find("cannot create target/core/fileio_0"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("qemu-lio: error: " + cfs_ + "/target/core/fileio_0: cannot create"),
+            std::string::npos)
+      << up.output;
 }
 
 // The script of a real plan: its shape, checked as text and by sh -n.
@@ -367,6 +369,40 @@ TEST_F(RenderTest, DownUndoesInReverseAndFindsEachHba) {
   EXPECT_LT(tpg_dir, so_dir);
   EXPECT_LT(so_dir, hba_dir);
   EXPECT_EQ(script_.find("rmdir \"$CFS/target/vhost\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+// The dry run checks, right after enable, that the image path still names the file that was
+// checked, as the run does: a swapped file stops the script with a qemu-lio error line.
+TEST_F(ScriptRunTest, SwappedImageStopsTheScriptAfterEnable) {
+  const std::string img = dir_ / "a'b.img", other = dir_ / "other.img";
+  write_file(img, 4096);
+  write_file(other, 4096);
+  ImageSpec spec = parse_image_spec(img);
+  const std::string id = inspect_image(spec).file_id;
+  Op same;
+  same.kind = Op::Kind::kExpectSameFile;
+  same.path = img;
+  same.value = id;
+  same.why = "same file";
+  plan_.ops.insert(plan_.ops.begin() + 4, same);
+  const std::string script = write_script();
+  EXPECT_NE(slurp(script).find("stat -L -c '%d:%i' '" + dir_.path() + "/a'\\''b.img'"), std::string::npos);
+  ShResult up = run(script, "up");
+  ASSERT_EQ(up.status, 0) << up.output;
+  ASSERT_EQ(run(script, "down").status, 0);
+  std::filesystem::remove(cfs_ + "/target/vhost");  // shared: down leaves it
+
+  ASSERT_EQ(std::rename(other.c_str(), img.c_str()), 0);
+  up = run(script, "up");
+  EXPECT_EQ(up.status, 1);
+  EXPECT_EQ(up.output, "qemu-lio: error: " + img + ": changed between the check and enable\n");
+  EXPECT_FALSE(std::filesystem::exists(cfs_ + "/target/vhost"));  // stopped right there
 }
 
 }  // namespace
