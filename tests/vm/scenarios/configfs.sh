@@ -110,7 +110,7 @@ scenario_teardown() {
   # Not through qlio(): $! must be qemu-lio itself, not a subshell.
   STANDIN_END=wait-term STANDIN_READY=$WORK/ready "$QEMU_LIO" --state-dir "$STATE_DIR" --image "$img" -- "$STANDIN" &
   pid=$!
-  for _ in $(seq 100); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
+  wait_for 10 test -e "$WORK/ready" || fail "QEMU did not start"
   [ -e "$WORK/ready" ] || fail "stand-in never started"
   [ -n "$(ls "$T"/vhost 2>/dev/null | grep naa.)" ] || fail "no vhost target while QEMU runs"
   kill -TERM "$pid"
