@@ -25,7 +25,7 @@ po::options_description run_options(RunOptions& o) {
       ("name", po::value<std::string>()->value_name("NAME"),
        "VM name for object names and logs (default: QEMU's -name, else qemu-lio-<pid>)")
       ("exec", po::bool_switch(&o.exec_mode),
-       "exec QEMU in place so it keeps this pid (as libvirt expects); a detached monitor "
+       "exec QEMU in place so it keeps this pid (as libvirt expects); the run's backstop "
        "tears down when it exits. Same as 'mode = exec' in /etc/qemu-lio.conf");
   return d;
 }
@@ -63,7 +63,7 @@ std::string help_text() {
        "run:   exports each --image as a kernel vhost-scsi disk through LIO (configfs), runs\n"
        "       QEMU with a matching -device vhost-scsi-pci, and removes every LIO object when\n"
        "       QEMU exits, however it exits.\n"
-       "gc:    removes the LIO objects of runs whose wrapper and QEMU are both gone.\n"
+       "gc:    removes the LIO objects of runs whose wrapper, QEMU and backstop are all gone.\n"
        "list:  shows each VM's LIO objects from the journals in the state directory.\n"
        "check: tests and explains what run needs (root, configfs, modules, vhost, QEMU).\n\n"
     << run_options(o) << "\n" << common_options(o, f)

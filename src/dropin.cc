@@ -2,9 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+
+#include <boost/process/environment.hpp>
+#include <boost/process/search_path.hpp>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <sstream>
@@ -262,15 +266,14 @@ std::string find_real_qemu(const std::string& argv0, const Config& cfg) {
     source = cfg.source + " (qemu =)";
   } else {
     const std::string name = base_name(argv0);
-    const char* path = std::getenv("PATH");
-    std::istringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
-    std::string dir;
-    while (std::getline(dirs, dir, ':')) {
-      std::string cand = (dir.empty() ? "." : dir) + "/" + name;
-      struct stat st;
-      if (::stat(cand.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      if (st.st_dev == self.st_dev && st.st_ino == self.st_ino) continue;  // that is us
-      return cand;
+    // Boost.Process searches PATH as execvp would; a hit that is qemu-lio itself (by inode)
+    // drops its directory from the search, and the search goes on.
+    std::vector<boost::filesystem::path> dirs = boost::this_process::path();
+    for (;;) {
+      boost::filesystem::path hit = boost::process::search_path(name, dirs);
+      if (hit.empty()) break;
+      if (!same_inode(self, hit.string())) return hit.string();
+      dirs.erase(std::remove(dirs.begin(), dirs.end(), hit.parent_path()), dirs.end());
     }
     throw Error(name, "no real QEMU found on PATH besides qemu-lio itself; set QEMU_LIO_QEMU "
                       "or 'qemu = PATH' in " + config_path(),

@@ -40,7 +40,6 @@ Inventory scan_inventory(ConfigFs& fs) {
     std::string plugin;
     int index = 0;
     if (!layout::parse_hba_name(hba, plugin, index)) continue;  // alua, or not an HBA
-    inv.hbas.push_back(hba);
     for (const std::string& so : fs.list(layout::hba(hba))) {
       // Every other entry counts, whatever its name: another tool's object may still
       // serve our image, and the conflict check must see it.
@@ -48,7 +47,6 @@ Inventory scan_inventory(ConfigFs& fs) {
       Backstore b;
       b.hba = hba;
       b.name = so;
-      b.plugin = plugin;
       b.file = trim(read_or_empty(fs, b.path() + "/udev_path"));
       if (b.file.empty()) b.file = file_from_info(read_or_empty(fs, b.path() + "/info"));
       inv.backstores.push_back(b);
@@ -72,7 +70,5 @@ FileKey file_key(const std::string& path) {
   }
   return k;
 }
-
-bool same_file(const std::string& a, const std::string& b) { return file_key(a) == file_key(b); }
 
 }  // namespace qemu_lio

@@ -25,7 +25,6 @@ void emit(const std::string& prefix, const std::string& msg) {
 }  // namespace
 
 void set_verbosity(Verbosity v) { g_verbosity = v; }
-Verbosity verbosity() { return g_verbosity; }
 
 void log_error(const std::string& msg) { emit("qemu-lio: error: ", msg); }
 

@@ -11,7 +11,7 @@ namespace qemu_lio {
 /// How a VM with vhost-scsi disks is run.
 enum class LaunchMode {
   kSupervise,  ///< QEMU is our child; we return once the kernel is clean (default)
-  kExec,       ///< we exec QEMU in place (it keeps our pid); a detached monitor tears down
+  kExec,       ///< we exec QEMU in place (it keeps our pid); the backstop tears down
 };
 
 /// The settings of the config file.

@@ -13,7 +13,6 @@ namespace qemu_lio {
 struct Backstore {
   std::string hba;     ///< "fileio_3"
   std::string name;    ///< storage object name
-  std::string plugin;  ///< "fileio", "iblock", ...
   std::string file;    ///< the file or device it serves (udev_path, else info's "File:")
   /// "target/core/<hba>/<name>".
   std::string path() const;
@@ -23,7 +22,6 @@ struct Backstore {
 struct Inventory {
   std::vector<Backstore> backstores;
   std::vector<std::string> vhost_wwns;  ///< names under target/vhost
-  std::vector<std::string> hbas;        ///< names under target/core (excluding alua)
 };
 
 /// Reads the inventory. Missing directories simply yield empty lists.
@@ -40,7 +38,5 @@ struct FileKey {
 /// The key of the file at `path` (not valid if it is gone).
 FileKey file_key(const std::string& path);
 
-/// True if `a` and `b` name the same file (same device and inode); false if either is gone.
-bool same_file(const std::string& a, const std::string& b);
 
 }  // namespace qemu_lio

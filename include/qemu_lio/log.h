@@ -12,8 +12,6 @@ enum class Verbosity { kQuiet = 0, kNormal = 1, kVerbose = 2 };
 
 /// Sets the process-wide verbosity (from -q / -v).
 void set_verbosity(Verbosity v);
-/// The current verbosity.
-Verbosity verbosity();
 
 /// Prints "qemu-lio: error: MSG" (always).
 void log_error(const std::string& msg);

@@ -44,7 +44,7 @@ class Provisioner {
   /// Returns the number of objects that could not be removed (0 = kernel clean).
   int teardown() noexcept;
 
-  /// Hands the objects over (to a monitor or gc, through the journal): forgets the undo
+  /// Hands the objects over (to the journal, which teardown reads back): forgets the undo
   /// stack without removing anything.
   void release() { undo_.clear(); }
 

@@ -525,9 +525,9 @@ TEST_F(ConflictTest, ReadOnlyDiskMayNotShareAWritableExport) {
 }
 
 TEST(IsReadOnlyExport, NameEndsInRo) {
-  EXPECT_TRUE(is_read_only_export(Backstore{"fileio_0", "vm-disk0-ro", "fileio", "/a"}));
-  EXPECT_FALSE(is_read_only_export(Backstore{"fileio_0", "vm-disk0", "fileio", "/a"}));
-  EXPECT_FALSE(is_read_only_export(Backstore{"fileio_0", "-ro", "fileio", "/a"}));
+  EXPECT_TRUE(is_read_only_export(Backstore{"fileio_0", "vm-disk0-ro", "/a"}));
+  EXPECT_FALSE(is_read_only_export(Backstore{"fileio_0", "vm-disk0", "/a"}));
+  EXPECT_FALSE(is_read_only_export(Backstore{"fileio_0", "-ro", "/a"}));
 }
 
 }  // namespace
