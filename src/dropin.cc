@@ -216,10 +216,12 @@ DropinRequest scan_qemu_argv(const std::vector<std::string>& in) {
       r.pidfile = in[i + 1];
     } else if (has_value && is_opt(a, "smp")) {
       r.smp_cpus = parse_smp(in[i + 1]);
+    } else if (has_value && is_opt(a, "name")) {
+      r.name = in[i + 1];  // the last one wins, as in QEMU
     }
     r.argv.push_back(a);
     if (has_value && (is_opt(a, "readconfig") || is_opt(a, "pidfile") || is_opt(a, "smp") ||
-                      is_opt(a, "drive") || is_opt(a, "device"))) {
+                      is_opt(a, "name") || is_opt(a, "drive") || is_opt(a, "device"))) {
       r.argv.push_back(in[++i]);
     }
   }

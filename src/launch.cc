@@ -19,7 +19,6 @@
 #include "qemu_lio/log.h"
 #include "qemu_lio/plan_builder.h"
 #include "qemu_lio/provisioned_run.h"
-#include "qemu_lio/qemu_args.h"
 #include "qemu_lio/readconfig.h"
 #include "qemu_lio/shell_script.h"
 #include "qemu_lio/supervisor.h"
@@ -36,8 +35,8 @@ std::string vm_name_for(const LaunchRequest& req) {
     if (req.name->size() > 64) throw UsageError("--name", "longer than 64 characters");
     return *req.name;
   }
-  if (auto q = qemu_option_value(req.qemu.argv, "-name")) {
-    std::string n = sanitize_vm_name(*q);
+  if (req.qemu.name) {
+    std::string n = sanitize_vm_name(*req.qemu.name);
     if (!n.empty()) return n;
   }
   return fmt::format("qemu-lio-{}", ::getpid());

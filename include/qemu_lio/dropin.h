@@ -36,6 +36,7 @@ struct DropinRequest {
   bool daemonize = false;
   std::optional<std::string> pidfile;
   std::optional<int> smp_cpus;  ///< from -smp (or [smp-opts] in a readconfig)
+  std::optional<std::string> name;  ///< the last -name value, as given
 };
 
 /// True if `argv0`'s file name starts with "qemu-system-".

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "qemu_lio/plan_builder.h"
-#include "qemu_lio/qemu_args.h"
 #include "test_support.h"
 
 namespace qemu_lio {
