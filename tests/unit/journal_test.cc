@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 
 #include "test_support.h"
 
@@ -166,6 +168,37 @@ TEST(Journal, ASymlinkedJournalIsNotFollowed) {
   ASSERT_EQ(::symlink((dir / "real").c_str(), (dir / "x.journal").c_str()), 0);
   EXPECT_NE(error_of([&] { read_journal(dir / "x.journal"); }).find("cannot read journal"),
             std::string::npos);
+}
+
+// A gc that finds a journal must always learn its owner: a journal seen without its
+// "wrapper" record (pid 0) would be taken for a dead run's, and its objects removed under it.
+TEST(Journal, NeverVisibleWithoutItsOwner) {
+  TempDir dir;
+  std::atomic<bool> done{false};
+  std::atomic<int> seen{0}, ownerless{0};
+  std::thread reader([&] {
+    while (!done) {
+      for (const std::string& f : list_journals(dir.path())) {
+        try {
+          JournalContents j = read_journal(f);
+          ++seen;
+          if (j.wrapper.pid == 0) ++ownerless;
+        } catch (const Error&) {
+          // Empty or headless is what a racing gc must never see; a journal deleted
+          // between the listing and the read is simply gone.
+          if (::access(f.c_str(), F_OK) == 0) ++ownerless;
+        }
+      }
+    }
+  });
+  const ProcessId self = *identify_process(::getpid());
+  for (int i = 0; i < 300; ++i) {
+    JournalWriter w(dir.path(), "vm" + std::to_string(i), self);
+    w.remove();
+  }
+  done = true;
+  reader.join();
+  EXPECT_EQ(0, ownerless.load()) << "of " << seen.load() << " journals read";
 }
 
 }  // namespace
