@@ -14,14 +14,7 @@ using Args = std::vector<std::string>;
 
 // The UsageError message for a command line that must be refused with exit code 2.
 std::string usage_error(const Args& args) {
-  try {
-    parse_command_line(args);
-  } catch (const UsageError& e) {
-    EXPECT_EQ(e.exit_code(), exit_code::kUsage);
-    return e.what();
-  }
-  ADD_FAILURE() << "no UsageError";
-  return "";
+  return usage_error_of([&] { parse_command_line(args); });
 }
 
 TEST(Cli, RunKeywordIsOptional) {

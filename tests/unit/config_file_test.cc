@@ -68,13 +68,8 @@ TEST(LoadConfig, ReadsTheFileTheEnvironmentNames) {
 TEST(LoadConfig, DirectoryIsAUsageError) {
   TempDir dir;
   ConfigEnv env(dir.path());
-  try {
-    load_config();
-    FAIL() << "a directory was taken as no config";
-  } catch (const UsageError& e) {
-    EXPECT_STREQ(e.what(), (dir.path() + ": cannot read: Is a directory").c_str());
-    EXPECT_EQ(e.exit_code(), exit_code::kUsage);
-  }
+  EXPECT_EQ(usage_error_of([] { load_config(); }, "a directory taken as no config"),
+            dir.path() + ": cannot read: Is a directory");
 }
 
 TEST(LoadConfig, UnreadableFileIsAUsageError) {

@@ -14,14 +14,7 @@ using Parts = std::vector<std::string>;
 
 // The UsageError message for a SPEC that must be refused (exit code 2).
 std::string usage_error(const std::string& spec) {
-  try {
-    parse_image_spec(spec);
-  } catch (const UsageError& e) {
-    EXPECT_EQ(e.exit_code(), exit_code::kUsage);
-    return e.what();
-  }
-  ADD_FAILURE() << "no UsageError for " << spec;
-  return "";
+  return usage_error_of([&] { parse_image_spec(spec); }, spec);
 }
 
 TEST(SplitQemuOpts, DoubleCommaIsALiteralComma) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "qemu_lio/error.h"
+#include "test_support.h"
 
 namespace qemu_lio {
 namespace {
@@ -16,14 +17,7 @@ ImageSpec vhost(const std::string& extra) {
 }
 
 std::string usage_error(const std::string& opts) {
-  try {
-    drive_to_image(opts);
-  } catch (const UsageError& e) {
-    EXPECT_EQ(e.exit_code(), exit_code::kUsage);
-    return e.what();
-  }
-  ADD_FAILURE() << "no UsageError for " << opts;
-  return "";
+  return usage_error_of([&] { drive_to_image(opts); }, opts);
 }
 
 TEST(DriveToImage, OtherInterfacesAreLeftAlone) {
@@ -155,12 +149,10 @@ TEST(DriveOptionsToImage, SharedWithReadconfig) {
   EXPECT_EQ(s->path, "/x/a b.img");
   EXPECT_EQ(s->cache, CacheMode::kNone);
   EXPECT_FALSE(drive_options_to_image("x", {{"file", "a"}, {"if", "none"}}));
-  try {
-    drive_options_to_image("[drive \"d\"]", {{"file", "a"}, {"if", "vhost-scsi"}, {"unit", "0"}});
-    ADD_FAILURE();
-  } catch (const UsageError& e) {
-    EXPECT_EQ(std::string(e.what()), "[drive \"d\"]: -drive key 'unit' is not supported with if=vhost-scsi");
-  }
+  EXPECT_EQ(usage_error_of([] {
+              drive_options_to_image("[drive \"d\"]", {{"file", "a"}, {"if", "vhost-scsi"}, {"unit", "0"}});
+            }),
+            "[drive \"d\"]: -drive key 'unit' is not supported with if=vhost-scsi");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "qemu_lio/error.h"
+#include "test_support.h"
 
 namespace qemu_lio {
 namespace {
@@ -103,13 +104,7 @@ const Props kProps = {{"driver", "vhost-scsi-pci"},    {"wwpn", "naa.5001405aabb
                       {"addr", "0x0"}};
 
 std::string usage_error(const std::string& text) {
-  try {
-    parse_readconfig(text);
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no UsageError";
-  return "";
+  return usage_error_of([&] { parse_readconfig(text); });
 }
 
 TEST(ReadConfigParse, EveFileFindsOneVhostDrive) {

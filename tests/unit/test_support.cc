@@ -58,4 +58,20 @@ std::vector<std::string> qemu_argv_for(const Plan& plan, const std::vector<std::
   return finalize_argv(req, plan, {});
 }
 
+std::string usage_error_of(const std::function<void()>& f, const std::string& context) {
+  const std::string about = context.empty() ? "" : " for " + context;
+  try {
+    f();
+  } catch (const UsageError& e) {
+    EXPECT_EQ(e.exit_code(), exit_code::kUsage) << e.what();
+    return e.what();
+  } catch (const Error& e) {
+    ADD_FAILURE() << "not a UsageError" << about << ": " << e.what() << " (exit code "
+                  << e.exit_code() << ")";
+    return e.what();
+  }
+  ADD_FAILURE() << "no UsageError" << about;
+  return "";
+}
+
 }  // namespace qemu_lio

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,11 @@ std::string error_of(F&& f) {
   ADD_FAILURE() << "expected an exception, none was thrown";
   return "";
 }
+
+/// Runs `f`, which must refuse its input with a UsageError (exit code 2), and returns the
+/// error's what(). Records a failure naming `context` if `f` throws nothing or another Error
+/// (and returns "" or that error's what()).
+std::string usage_error_of(const std::function<void()>& f, const std::string& context = "");
 
 /// Runs `f` and returns the errno of the SysError it throws, 0 if it throws none.
 template <class F>
