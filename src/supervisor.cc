@@ -83,6 +83,11 @@ ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& b
   const std::string exe = checked_executable(argv.at(0));
   std::vector<std::string> args(argv.begin() + 1, argv.end());
   const pid_t parent = ::getpid();
+  // The hook's message travels on a pipe of ours: Boost's error pipe reliably carries the
+  // code, but may read its message field short.
+  int why[2];
+  if (::pipe2(why, O_CLOEXEC) != 0) throw Error("pipe", errno_string(errno));
+  UniqueFd why_read(why[0]), why_write(why[1]);
 
   pid_t pid = -1;
   try {
@@ -96,8 +101,10 @@ ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& b
                       try {
                         if (before_exec) before_exec();
                       } catch (const std::exception& e) {
+                        const std::string msg = e.what();
+                        if (::write(why_write.get(), msg.data(), msg.size()) < 0) ::_exit(exit_code::kNotExecutable);
                         // ECANCELED: no execve failure gives it, so the parent can tell.
-                        exec.set_error(std::error_code(ECANCELED, std::system_category()), e.what());
+                        exec.set_error(std::error_code(ECANCELED, std::system_category()), "before exec");
                         ::_exit(exit_code::kNotExecutable);
                       }
                       // The caller's mask and dispositions: QEMU must see SIGTERM & co.
@@ -109,9 +116,12 @@ ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& b
   } catch (const bp::process_error& e) {
     int err = e.code().value();
     if (err == ECANCELED) {
-      // The hook's own "<object>: <cause>", to which Boost appended the code's text.
-      std::string msg = e.what();
-      msg.resize(msg.rfind(": "));
+      // The hook's own "<object>: <cause>", written before the child exited.
+      why_write = UniqueFd();
+      std::string msg;
+      char buf[512];
+      ssize_t n;
+      while ((n = ::read(why_read.get(), buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
       auto colon = msg.find(": ");
       if (colon == std::string::npos) throw Error("QEMU", msg + " (QEMU was not started)");
       throw Error(msg.substr(0, colon), msg.substr(colon + 2) + " (QEMU was not started)");

@@ -43,8 +43,8 @@ std::unique_ptr<ConfigFs> make_real_configfs(const std::string& root);
 std::unique_ptr<ConfigFs> make_configfs(const std::string& root);
 
 /// A dry run over `inner`: reads go to it, every change is reported through `say` ("would
-/// remove /sys/kernel/config/PATH") and remembered, so later reads see the tree as it
-/// would then be.
+/// remove /sys/kernel/config/PATH"); removals and writes are remembered, so later reads see
+/// what a teardown would leave (made objects are not: gc only removes).
 std::unique_ptr<ConfigFs> make_dry_run_configfs(ConfigFs& inner,
                                                 std::function<void(const std::string&)> say);
 
