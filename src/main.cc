@@ -7,7 +7,7 @@
 #include "qemu_lio/admin_commands.h"
 #include "qemu_lio/cli.h"
 #include "qemu_lio/configfs.h"
-#include "qemu_lio/dropin.h"
+#include "qemu_lio/qemu_cmdline.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/launch.h"

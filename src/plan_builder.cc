@@ -114,29 +114,6 @@ void add_vhost_ops(const DiskPlan& d, std::vector<Op>& ops) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, std::string>> device_properties(const DiskPlan& d) {
-  std::vector<std::pair<std::string, std::string>> p = {
-      {"driver", "vhost-scsi-pci"},
-      {"wwpn", d.identity.wwn},
-      {"max_sectors", std::to_string(d.spec.max_sectors)}};
-  if (d.spec.num_queues) p.emplace_back("num_queues", std::to_string(*d.spec.num_queues));
-  if (d.spec.bootindex) {
-    p.emplace_back("bootindex", std::to_string(*d.spec.bootindex));
-    p.emplace_back("boot_tpgt", "1");  // the TPG qemu-lio creates
-  }
-  if (d.spec.id) p.emplace_back("id", *d.spec.id);
-  if (d.spec.bus) p.emplace_back("bus", *d.spec.bus);
-  if (d.spec.addr) p.emplace_back("addr", *d.spec.addr);
-  return p;
-}
-
-std::string device_option(const DiskPlan& d) {
-  std::string s;
-  for (const auto& [k, v] : device_properties(d))
-    s += k == "driver" ? v : "," + k + "=" + v;
-  return s;
-}
-
 std::string sanitize_vm_name(const std::string& raw) {
   // QEMU accepts "-name NAME,debug-threads=on" as well as "-name guest=NAME,..." (the last
   // guest= wins), with ",," for a literal comma: "guest=a,,b" is the name "a,b".

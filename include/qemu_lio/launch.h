@@ -10,7 +10,7 @@
 #include "qemu_lio/cli.h"
 #include "qemu_lio/config_file.h"
 #include "qemu_lio/configfs.h"
-#include "qemu_lio/dropin.h"
+#include "qemu_lio/qemu_cmdline.h"
 #include "qemu_lio/plan.h"
 #include "qemu_lio/unique_fd.h"
 
@@ -19,7 +19,7 @@ namespace qemu_lio {
 /// Everything a launch needs, whichever front end built it.
 struct LaunchRequest {
   std::optional<std::string> name;  ///< explicit VM name (--name), else derived
-  DropinRequest qemu;               ///< QEMU argv and the disks taken from it
+  QemuCommandLine qemu;               ///< QEMU argv and the disks taken from it
   std::string qemu_exe;             ///< the binary to run; "" = argv[0] looked up on PATH
   bool dry_run = false;
   std::string configfs = "/sys/kernel/config";

@@ -30,12 +30,6 @@ void check_conflicts(const Plan& plan, const Inventory& inv);
 /// read-only disk may share.
 bool is_read_only_export(const Backstore& b);
 
-/// The QEMU device properties for one disk, in order, starting with driver=vhost-scsi-pci.
-std::vector<std::pair<std::string, std::string>> device_properties(const DiskPlan& d);
-
-/// The -device value for one disk: "vhost-scsi-pci,wwpn=...,max_sectors=...".
-std::string device_option(const DiskPlan& d);
-
 /// Turns an arbitrary VM name (QEMU's "-name guest=x,..." included) into a safe token.
 std::string sanitize_vm_name(const std::string& raw);
 

@@ -9,6 +9,7 @@
 
 #include "fake_configfs.h"
 #include "qemu_lio/lio_inventory.h"
+#include "qemu_lio/qemu_cmdline.h"
 #include "test_support.h"
 
 namespace qemu_lio {

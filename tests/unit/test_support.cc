@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "qemu_lio/dropin.h"
+#include "qemu_lio/qemu_cmdline.h"
 #include "qemu_lio/image_spec.h"
 
 namespace qemu_lio {
@@ -51,7 +51,7 @@ CheckedImage checked_image(const std::string& spec, uint64_t size, ImageKind kin
 }
 
 std::vector<std::string> qemu_argv_for(const Plan& plan, const std::vector<std::string>& user) {
-  DropinRequest req = scan_qemu_argv(user);
+  QemuCommandLine req = scan_qemu_argv(user);
   std::vector<ImageSpec> specs;
   for (const DiskPlan& d : plan.disks) specs.push_back(d.spec);
   prepend_images(req, specs);

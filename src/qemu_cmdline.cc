@@ -1,4 +1,4 @@
-#include "qemu_lio/dropin.h"
+#include "qemu_lio/qemu_cmdline.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -162,8 +162,8 @@ std::optional<int> parse_smp(const std::string& value) {
   return std::nullopt;
 }
 
-DropinRequest scan_qemu_argv(const std::vector<std::string>& in) {
-  DropinRequest r;
+QemuCommandLine scan_qemu_argv(const std::vector<std::string>& in) {
+  QemuCommandLine r;
   if (in.empty()) return r;
   const DeviceUses device_uses = find_vhost_device_uses(in);
   r.argv.push_back(in[0]);
@@ -228,13 +228,36 @@ DropinRequest scan_qemu_argv(const std::vector<std::string>& in) {
   return r;
 }
 
-void prepend_images(DropinRequest& req, const std::vector<ImageSpec>& specs) {
+void prepend_images(QemuCommandLine& req, const std::vector<ImageSpec>& specs) {
   req.images.insert(req.images.begin(), specs.begin(), specs.end());
   req.slots.insert(req.slots.begin(), specs.size(), req.argv.size());
   for (ReadConfigUse& use : req.readconfigs) use.first_image += specs.size();
 }
 
-std::vector<std::string> finalize_argv(const DropinRequest& req, const Plan& plan,
+std::vector<std::pair<std::string, std::string>> device_properties(const DiskPlan& d) {
+  std::vector<std::pair<std::string, std::string>> p = {
+      {"driver", "vhost-scsi-pci"},
+      {"wwpn", d.identity.wwn},
+      {"max_sectors", std::to_string(d.spec.max_sectors)}};
+  if (d.spec.num_queues) p.emplace_back("num_queues", std::to_string(*d.spec.num_queues));
+  if (d.spec.bootindex) {
+    p.emplace_back("bootindex", std::to_string(*d.spec.bootindex));
+    p.emplace_back("boot_tpgt", "1");  // the TPG qemu-lio creates
+  }
+  if (d.spec.id) p.emplace_back("id", *d.spec.id);
+  if (d.spec.bus) p.emplace_back("bus", *d.spec.bus);
+  if (d.spec.addr) p.emplace_back("addr", *d.spec.addr);
+  return p;
+}
+
+std::string device_option(const DiskPlan& d) {
+  std::string s;
+  for (const auto& [k, v] : device_properties(d))
+    s += k == "driver" ? v : "," + k + "=" + v;
+  return s;
+}
+
+std::vector<std::string> finalize_argv(const QemuCommandLine& req, const Plan& plan,
                                        const std::vector<std::string>& copies) {
   std::vector<std::string> out;
   auto emit_devices_at = [&](size_t pos) {

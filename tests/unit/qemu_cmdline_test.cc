@@ -1,4 +1,4 @@
-#include "qemu_lio/dropin.h"
+#include "qemu_lio/qemu_cmdline.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -30,7 +30,7 @@ TEST(DropinSmp, CpusFromEverySpelling) {
 
 TEST(DropinScan, OrdinaryVmPassesThroughUntouched) {
   Args argv = {"qemu-system-x86_64", "-m", "512", "-drive", "file=a.img,if=virtio", "-smp", "2"};
-  DropinRequest r = scan_qemu_argv(argv);
+  QemuCommandLine r = scan_qemu_argv(argv);
   EXPECT_TRUE(r.images.empty());
   EXPECT_EQ(r.argv, argv);
   EXPECT_EQ(r.smp_cpus, 2);
@@ -40,7 +40,7 @@ TEST(DropinScan, VhostDrivesAreTakenOutAndDevicesPutInTheirPlace) {
   Args argv = {"qemu-system-x86_64", "-m", "512", "-drive", "file=/i/a.img,if=vhost-scsi,id=d0",
                "-drive", "file=b.img,if=virtio", "-lio-image", "/i/c.img,bootindex=1", "-daemonize",
                "-pidfile", "/run/q.pid"};
-  DropinRequest r = scan_qemu_argv(argv);
+  QemuCommandLine r = scan_qemu_argv(argv);
   ASSERT_EQ(r.images.size(), 2u);
   EXPECT_EQ(r.images[0].path, "/i/a.img");
   EXPECT_EQ(r.images[1].path, "/i/c.img");
@@ -65,7 +65,7 @@ TEST(DropinScan, ReadconfigWithVhostDrivesIsReplacedByTheCopy) {
   TempDir dir;
   std::string cfg = dir / "vm.cfg";
   std::ofstream(cfg) << "[smp-opts]\n  cpus = \"3\"\n\n[drive \"d1\"]\n  file = \"/i/v.img\"\n  if = \"vhost-scsi\"\n";
-  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-readconfig", cfg, "-m", "1"});
+  QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-readconfig", cfg, "-m", "1"});
   ASSERT_EQ(r.images.size(), 1u);
   EXPECT_EQ(r.smp_cpus, 3);
   ASSERT_EQ(r.readconfigs.size(), 1u);
@@ -99,7 +99,7 @@ const std::string kOddConfig =
 TEST(DropinScan, StreamReadconfigWithoutVhostDrivesIsRecordedWithItsBytes) {
   Pipe pipe(kOddConfig);
   Args argv = {"qemu-system-x86_64", "-m", "1", "-readconfig", pipe.path()};
-  DropinRequest r = scan_qemu_argv(argv);
+  QemuCommandLine r = scan_qemu_argv(argv);
   EXPECT_TRUE(r.images.empty());
   EXPECT_EQ(r.argv, argv);
   EXPECT_EQ(r.smp_cpus, 2);
@@ -116,7 +116,7 @@ TEST(DropinScan, StreamReadconfigWithoutVhostDrivesIsRecordedWithItsBytes) {
 
 TEST(DropinScan, StreamReadconfigWithVhostDrivesIsMarkedAStream) {
   Pipe pipe("[drive \"d1\"]\n  file = \"/i/v.img\"\n  if = \"vhost-scsi\"\n");
-  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-readconfig", pipe.path()});
+  QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-readconfig", pipe.path()});
   ASSERT_EQ(r.readconfigs.size(), 1u);
   EXPECT_TRUE(r.readconfigs[0].stream);
   EXPECT_EQ(r.readconfigs[0].count, 1u);
@@ -128,7 +128,7 @@ TEST(DropinScan, RegularReadconfigWithoutVhostDrivesStaysQemusToRead) {
   TempDir dir;
   std::ofstream(dir / "vm.cfg") << kOddConfig;
   Args argv = {"qemu-system-x86_64", "-readconfig", dir / "vm.cfg"};
-  DropinRequest r = scan_qemu_argv(argv);
+  QemuCommandLine r = scan_qemu_argv(argv);
   EXPECT_TRUE(r.readconfigs.empty());
   EXPECT_EQ(r.argv, argv);
   // Through /dev/fd/N too: a regular file is opened again by QEMU from its start.
@@ -140,7 +140,7 @@ TEST(DropinScan, RegularReadconfigWithoutVhostDrivesStaysQemusToRead) {
 }
 
 TEST(DropinDevice, ScsiHdOnAVhostDriveIsDroppedAndItsBootindexCarriedOver) {
-  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-drive",
+  QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-drive",
                                     "file=/i/a.img,if=vhost-scsi,id=d0", "-device",
                                     "scsi-hd,drive=d0,bootindex=1,bus=scsi0.0", "-m", "1"});
   EXPECT_EQ(r.argv, (Args{"qemu-system-x86_64", "-m", "1"}));
@@ -155,7 +155,7 @@ TEST(DropinDevice, ScsiHdOnAVhostDriveIsDroppedAndItsBootindexCarriedOver) {
 }
 
 TEST(DropinDevice, PciDeviceBeforeItsDriveGivesItsSlot) {
-  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-device",
+  QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-device",
                                     "virtio-blk-pci,drive=d0,bus=pci.0,addr=0x5", "-m", "1",
                                     "--drive", "file=/i/a.img,if=vhost-scsi,id=d0,format=raw"});
   EXPECT_EQ(r.argv, (Args{"qemu-system-x86_64", "-m", "1"}));
@@ -173,7 +173,7 @@ TEST(DropinDevice, PciDeviceBeforeItsDriveGivesItsSlot) {
 }
 
 TEST(DropinDevice, DriverKeyAndDriveBootindexWin) {
-  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-drive",
+  QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-drive",
                                     "file=/i/a.img,if=vhost-scsi,id=d0,bootindex=3", "-device",
                                     "driver=virtio-blk-pci,drive=d0,bootindex=1,addr=0x7"});
   EXPECT_EQ(r.argv, (Args{"qemu-system-x86_64"}));
@@ -186,7 +186,7 @@ TEST(DropinDevice, DevicesOfOtherDrivesStay) {
   Args argv = {"qemu-system-x86_64", "-drive", "file=b.img,if=none,id=d1", "-device",
                "virtio-blk-pci,drive=d1,addr=0x5", "-drive", "file=/i/a.img,if=vhost-scsi,id=d0",
                "-device", "virtio-net-pci,netdev=n0"};
-  DropinRequest r = scan_qemu_argv(argv);
+  QemuCommandLine r = scan_qemu_argv(argv);
   EXPECT_EQ(r.argv, (Args{"qemu-system-x86_64", "-drive", "file=b.img,if=none,id=d1", "-device",
                           "virtio-blk-pci,drive=d1,addr=0x5", "-device", "virtio-net-pci,netdev=n0"}));
   ASSERT_EQ(r.images.size(), 1u);
@@ -203,7 +203,7 @@ TEST(DropinDevice, BadSlotValueIsAUsageErrorNamingTheDevice) {
 
 TEST(DropinScan, UnreadableReadconfigIsLeftForQemu) {
   Args argv = {"qemu-system-x86_64", "-readconfig", "/nonexistent/vm.cfg"};
-  DropinRequest r = scan_qemu_argv(argv);
+  QemuCommandLine r = scan_qemu_argv(argv);
   EXPECT_TRUE(r.images.empty());
   EXPECT_EQ(r.argv, argv);
 }
@@ -217,7 +217,7 @@ TEST(DropinScan, BadVhostDriveIsAUsageError) {
 }
 
 TEST(DropinScan, DriveFormatRawReachesTheImage) {
-  DropinRequest r = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=a.img,if=vhost-scsi,format=raw"});
+  QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=a.img,if=vhost-scsi,format=raw"});
   ASSERT_EQ(r.images.size(), 1u);
   EXPECT_TRUE(r.images[0].format_raw);
   r = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=a.img,if=vhost-scsi"});

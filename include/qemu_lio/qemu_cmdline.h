@@ -1,7 +1,8 @@
 #pragma once
-// The drop-in mode: qemu-lio installed as (or linked to) qemu-system-*. Every argument is
-// QEMU's; disks that ask for vhost-scsi (-drive if=vhost-scsi, -readconfig drive sections,
-// -lio-image) are taken out and replaced by -device vhost-scsi-pci options.
+// QEMU's command line, modelled in one place: what qemu-lio reads from it (vhost-scsi disks
+// from -drive if=vhost-scsi, -readconfig drive sections and -lio-image; -name, -smp,
+// -daemonize, -pidfile) and what it writes into it (the -device vhost-scsi-pci options, the
+// private -readconfig copies). Both front ends use it: `run` and the drop-in qemu-system-*.
 
 #include <optional>
 #include <string>
@@ -18,7 +19,7 @@ namespace qemu_lio {
 /// file (a pipe, /dev/stdin, /dev/fd/N): that one was read here once and QEMU cannot read it
 /// again, so it needs a copy even with no vhost drive in it (count 0).
 struct ReadConfigUse {
-  size_t arg_index = 0;     ///< index in DropinRequest::argv of the FILE argument
+  size_t arg_index = 0;     ///< index in QemuCommandLine::argv of the FILE argument
   ReadConfig parsed;        ///< the whole text: render_readconfig(parsed, {}) gives it back
   size_t first_image = 0;   ///< its drives are images [first_image, first_image + count)
   size_t count = 0;
@@ -26,7 +27,7 @@ struct ReadConfigUse {
 };
 
 /// QEMU's argv, with what qemu-lio must act on taken out.
-struct DropinRequest {
+struct QemuCommandLine {
   std::vector<std::string> argv;  ///< vhost drives and -lio-image removed; argv[0] kept
   std::vector<ImageSpec> images;
   /// Per image from the command line: the argv index before which "-device X" goes
@@ -47,15 +48,21 @@ bool is_dropin_name(const std::string& argv0);
 /// -device whose drive= names a vhost drive of the command line (-drive id=ID,if=vhost-scsi)
 /// is taken out; its bootindex, and the bus and addr of a PCI device, go to the vhost-scsi
 /// device. Throws UsageError for a bad vhost drive.
-DropinRequest scan_qemu_argv(const std::vector<std::string>& argv);
+QemuCommandLine scan_qemu_argv(const std::vector<std::string>& argv);
 
 /// Puts `--image` disks first (disk0, disk1, ...), with their -device options at the end of
 /// the argv, after the user's own options.
-void prepend_images(DropinRequest& req, const std::vector<ImageSpec>& specs);
+void prepend_images(QemuCommandLine& req, const std::vector<ImageSpec>& specs);
+
+/// The QEMU device properties for one disk, in order, starting with driver=vhost-scsi-pci.
+std::vector<std::pair<std::string, std::string>> device_properties(const DiskPlan& d);
+
+/// The -device value for one disk: "vhost-scsi-pci,wwpn=...,max_sectors=...".
+std::string device_option(const DiskPlan& d);
 
 /// The final argv: -device options in the drives' places, readconfig FILEs replaced by
 /// `readconfig_copies[i]` (rendered by the caller from the plan's disks).
-std::vector<std::string> finalize_argv(const DropinRequest& req, const Plan& plan,
+std::vector<std::string> finalize_argv(const QemuCommandLine& req, const Plan& plan,
                                        const std::vector<std::string>& readconfig_copies);
 
 /// The cpu count of a -smp value ("4", "cpus=4,sockets=1", "sockets=2,cores=2").
