@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "qemu_lio/error.h"
+#include "qemu_lio/unique_fd.h"
 
 namespace qemu_lio {
 namespace {
@@ -65,25 +66,14 @@ Config load_config() {
   std::string path = config_path();
   // Only a missing file means "no config": one that exists but cannot be read (EACCES, a
   // directory) would otherwise drop its allow = rules silently.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
     if (errno == ENOENT) return Config{};
     throw UsageError(path, "cannot read: " + errno_string(errno));
   }
   std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      throw UsageError(path, "cannot read: " + errno_string(e));  // EISDIR for a directory
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  // EISDIR for a directory.
+  if (!read_all(fd.get(), text)) throw UsageError(path, "cannot read: " + errno_string(errno));
   return parse_config(text, path);
 }
 

@@ -48,16 +48,7 @@ class RealConfigFs : public ConfigFs {
     UniqueFd fd(::open(a.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (fd.get() < 0) throw SysError(errno, "cannot open", a);
     std::string out;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw SysError(errno, "cannot read", a);
-      }
-      if (n == 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
+    if (!read_all(fd.get(), out)) throw SysError(errno, "cannot read", a);
     return out;
   }
 

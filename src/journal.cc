@@ -145,22 +145,10 @@ void JournalWriter::remove() {
 
 JournalContents read_journal(const std::string& file) {
   // O_NOFOLLOW: a journal that is a symlink was not written by qemu-lio.
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) throw Error(file, "cannot read journal: " + errno_string(errno));
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (fd.get() < 0) throw Error(file, "cannot read journal: " + errno_string(errno));
   std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      throw Error(file, "cannot read journal: " + errno_string(e));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  if (!read_all(fd.get(), text)) throw Error(file, "cannot read journal: " + errno_string(errno));
   std::istringstream in(text);
   JournalContents j;
   j.file = file;

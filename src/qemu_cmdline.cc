@@ -44,16 +44,7 @@ std::optional<ConfigText> read_config_text(const std::string& path) {
   if (::fstat(fd.get(), &st) != 0) return std::nullopt;
   ConfigText c;
   c.stream = !S_ISREG(st.st_mode);
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return std::nullopt;
-    }
-    c.text.append(buf, static_cast<size_t>(n));
-  }
+  if (!read_all(fd.get(), c.text)) return std::nullopt;
   return c;
 }
 

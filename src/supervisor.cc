@@ -119,9 +119,7 @@ ChildStatus supervise(const std::vector<std::string>& argv, const SignalBlock& b
       // The hook's own "<object>: <cause>", written before the child exited.
       why_write = UniqueFd();
       std::string msg;
-      char buf[512];
-      ssize_t n;
-      while ((n = ::read(why_read.get(), buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
+      read_all(why_read.get(), msg);  // a short message still names the failure
       auto colon = msg.find(": ");
       if (colon == std::string::npos) throw Error("QEMU", msg + " (QEMU was not started)");
       throw Error(msg.substr(0, colon), msg.substr(colon + 2) + " (QEMU was not started)");

@@ -3,7 +3,23 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <string>
+
 namespace qemu_lio {
+
+/// Appends everything readable from `fd` to `out` until EOF (EINTR retried). Returns false
+/// with errno set if a read fails.
+inline bool read_all(int fd, std::string& out) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
 
 /// Owns one fd (or none, when negative).
 class UniqueFd {
