@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <charconv>
 #include <cstdlib>
 
 #include "qemu_lio/error.h"
@@ -49,8 +50,11 @@ FaultPoint parse_fault_point(const std::string& spec) {
   if (phase == "provision") f.phase = FaultPoint::Phase::kProvision;
   else if (phase == "teardown") f.phase = FaultPoint::Phase::kTeardown;
   else throw UsageError("QEMU_LIO_FAULT", "'" + spec + "' is not provision:N or teardown:N");
-  f.op = colon == std::string::npos ? 0 : std::atoi(spec.c_str() + colon + 1);
-  if (f.op <= 0) throw UsageError("QEMU_LIO_FAULT", "'" + spec + "' needs N >= 1");
+  const char* first = colon == std::string::npos ? spec.data() + spec.size() : spec.data() + colon + 1;
+  const char* last = spec.data() + spec.size();
+  auto [end, ec] = std::from_chars(first, last, f.op);
+  if (ec != std::errc() || end != last || f.op <= 0)
+    throw UsageError("QEMU_LIO_FAULT", "'" + spec + "' needs a whole number N >= 1");
   return f;
 }
 

@@ -41,7 +41,8 @@ TEST(ParseFaultPoint, BadPhaseIsAUsageError) {
 
 TEST(ParseFaultPoint, NBelowOneIsAUsageError) {
   for (const std::string spec : {"provision:0", "teardown:0", "provision:-1", "provision",
-                                 "teardown:", "teardown:x"}) {
+                                 "teardown:", "teardown:x", "provision:2x", "provision: 3",
+                                 "teardown:1:2", "provision:99999999999999999999"}) {
     const std::string msg = usage_error_of([&] { parse_fault_point(spec); }, "'" + spec + "'");
     EXPECT_NE(msg.find("N >= 1"), std::string::npos) << msg;
   }
