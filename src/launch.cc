@@ -103,12 +103,17 @@ int finish_after_qemu(ProvisionedRun& run, const Prepared& p, const ChildStatus&
   return status.exit_code();
 }
 
+// QEMU as our child, named in the journal before it runs; returns once it has exited.
+ChildStatus run_qemu(ProvisionedRun& run, const Prepared& p, const SignalBlock& signals) {
+  return supervise(
+      p.qemu_argv, signals, [&run] { run.record_qemu_in_child(); }, [&run](pid_t) { run.qemu_started(); });
+}
+
 // QEMU as our child; we return once it has exited and the kernel is clean.
 int run_supervised(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
   if (p.plan.disks.empty()) return supervise(p.qemu_argv, signals).exit_code();
   auto run = provision(req, p, fs);
-  ChildStatus status = supervise(
-      p.qemu_argv, signals, [&run] { run->record_qemu_in_child(); }, [&run](pid_t) { run->qemu_started(); });
+  ChildStatus status = run_qemu(*run, p, signals);
   return finish_after_qemu(*run, p, status);
 }
 
@@ -117,8 +122,7 @@ int run_supervised(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, co
 int run_daemonized(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
   if (p.plan.disks.empty()) return supervise(p.qemu_argv, signals).exit_code();
   auto run = provision(req, p, fs);
-  ChildStatus status = supervise(
-      p.qemu_argv, signals, [&run] { run->record_qemu_in_child(); }, [&run](pid_t) { run->qemu_started(); });
+  ChildStatus status = run_qemu(*run, p, signals);
   if (status.exit_code() == 0) {
     const uint64_t since = identify_process(::getpid()).value_or(ProcessId{}).start_time;
     if (auto daemon = find_daemon(p.daemon_pidfile, since)) {

@@ -256,6 +256,32 @@ scenario_stable_identity() {
   [ "$(cat "$WORK/kernel-name")" != "$first" ] || fail "the kernel name gave the stable name's identity"
 }
 
+# A -readconfig that is a stream is read once by qemu-lio; QEMU must still get every byte,
+# with and without vhost-scsi drives in it (it gets a private copy, a memfd at /dev/fd/N).
+scenario_readconfig_stream() {
+  local img=$WORK/stream.img cfg=$WORK/plain.cfg before rc=0 arg
+  raw_image "$img"
+  printf '# a comment\n[machine]\n  type = "pc"\n\n[smp-opts]\n  cpus = "2"' > "$cfg"  # no final newline
+  before=$(configfs_snapshot)
+  # No vhost drive: the pass-through must not hand QEMU the emptied pipe.
+  STANDIN_ARGV=$WORK/argv STANDIN_RUN='a=$(sed -n "/^-readconfig$/{n;p}" '"$WORK"'/argv); cat "$a" > '"$WORK"'/got' \
+    QEMU_LIO_QEMU=$STANDIN dropin -readconfig /dev/stdin < "$cfg" || rc=$?
+  assert_eq 0 "$rc" "status with a stream -readconfig"
+  cmp "$cfg" "$WORK/got" || fail "QEMU got other bytes than the stream held: $(od -c "$WORK/got" | head)"
+  arg=$(sed -n '/^-readconfig$/{n;p}' "$WORK/argv")
+  case $arg in /dev/fd/*) ;; *) fail "QEMU's -readconfig is $arg, not a private copy";; esac
+  # With a vhost drive from the same stream: provisioned, and the rest kept byte for byte.
+  printf '[drive "d0"]\n  file = "%s"\n  if = "vhost-scsi"\n  format = "raw"\n' "$img" >> "$cfg"
+  rm -f "$WORK/got"
+  STANDIN_ARGV=$WORK/argv STANDIN_RUN='a=$(sed -n "/^-readconfig$/{n;p}" '"$WORK"'/argv); cat "$a" > '"$WORK"'/got; ls '"$T"'/vhost | grep -c "^naa\." > '"$WORK"'/targets' \
+    QEMU_LIO_QEMU=$STANDIN dropin -readconfig /dev/stdin < "$cfg" || fail "run with a vhost drive in a stream"
+  assert_eq 1 "$(cat "$WORK/targets")" "vhost target while QEMU ran"
+  grep -q 'driver = "vhost-scsi-pci"' "$WORK/got" || fail "no vhost-scsi-pci device in QEMU's copy: $(cat "$WORK/got")"
+  grep -q '^# a comment$' "$WORK/got" || fail "the rest of the stream was lost: $(cat "$WORK/got")"
+  assert_eq "$before" "$(configfs_snapshot)" "configfs clean after the runs"
+}
+
+scenario readconfig-stream scenario_readconfig_stream
 scenario format-raw scenario_format_raw
 scenario dry-run-safe scenario_dry_run_safe
 scenario device-of-vhost-drive scenario_device_of_vhost_drive
