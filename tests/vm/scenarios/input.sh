@@ -263,18 +263,19 @@ scenario_readconfig_stream() {
   raw_image "$img"
   printf '# a comment\n[machine]\n  type = "pc"\n\n[smp-opts]\n  cpus = "2"' > "$cfg"  # no final newline
   before=$(configfs_snapshot)
-  # No vhost drive: the pass-through must not hand QEMU the emptied pipe.
+  # A pipe (not a redirected file, which is a regular file). No vhost drive: the pass-through
+  # must not hand QEMU the emptied pipe.
   STANDIN_ARGV=$WORK/argv STANDIN_RUN='a=$(sed -n "/^-readconfig$/{n;p}" '"$WORK"'/argv); cat "$a" > '"$WORK"'/got' \
-    QEMU_LIO_QEMU=$STANDIN dropin -readconfig /dev/stdin < "$cfg" || rc=$?
+    QEMU_LIO_QEMU=$STANDIN dropin -readconfig /dev/stdin < <(cat "$cfg") || rc=$?
   assert_eq 0 "$rc" "status with a stream -readconfig"
   cmp "$cfg" "$WORK/got" || fail "QEMU got other bytes than the stream held: $(od -c "$WORK/got" | head)"
   arg=$(sed -n '/^-readconfig$/{n;p}' "$WORK/argv")
   case $arg in /dev/fd/*) ;; *) fail "QEMU's -readconfig is $arg, not a private copy";; esac
   # With a vhost drive from the same stream: provisioned, and the rest kept byte for byte.
-  printf '[drive "d0"]\n  file = "%s"\n  if = "vhost-scsi"\n  format = "raw"\n' "$img" >> "$cfg"
+  printf '\n[drive "d0"]\n  file = "%s"\n  if = "vhost-scsi"\n  format = "raw"\n' "$img" >> "$cfg"
   rm -f "$WORK/got"
   STANDIN_ARGV=$WORK/argv STANDIN_RUN='a=$(sed -n "/^-readconfig$/{n;p}" '"$WORK"'/argv); cat "$a" > '"$WORK"'/got; ls '"$T"'/vhost | grep -c "^naa\." > '"$WORK"'/targets' \
-    QEMU_LIO_QEMU=$STANDIN dropin -readconfig /dev/stdin < "$cfg" || fail "run with a vhost drive in a stream"
+    QEMU_LIO_QEMU=$STANDIN dropin -readconfig /dev/stdin < <(cat "$cfg") || fail "run with a vhost drive in a stream"
   assert_eq 1 "$(cat "$WORK/targets")" "vhost target while QEMU ran"
   grep -q 'driver = "vhost-scsi-pci"' "$WORK/got" || fail "no vhost-scsi-pci device in QEMU's copy: $(cat "$WORK/got")"
   grep -q '^# a comment$' "$WORK/got" || fail "the rest of the stream was lost: $(cat "$WORK/got")"
