@@ -1,6 +1,6 @@
 #pragma once
 // An in-memory LIO configfs tree for the unit tests. It follows the kernel rules of
-// /work/shared/docs/lio-kernel-facts.md (target_core_configfs.c, target_core_file.c,
+// docs/lio-kernel-facts.md (target_core_configfs.c, target_core_file.c,
 // target_core_fabric_configfs.c, drivers/vhost/scsi.c, fs/configfs/dir.c) closely enough
 // that an operation in the wrong order fails here as it would in the kernel, and it can
 // fail any operation on cue.
