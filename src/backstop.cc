@@ -28,11 +28,9 @@ namespace {
 // profile that refuses pidfd_open).
 constexpr auto kPollInterval = std::chrono::milliseconds(100);
 
-// Every fd but the ones we keep: a caller's tap fd, its log pipe or a vhost fd must not
-// stay open because a backstop holds it.
-void close_inherited_fds(int keep) {
-  for (int fd = 3; fd <= keep; ++fd)
-    if (fd != keep) ::close(fd);
+// Every fd above `keep`: a caller's tap fd, its log pipe or a vhost fd must not stay open
+// because a backstop holds it.
+void close_fds_above(int keep) {
   if (::syscall(SYS_close_range, keep + 1, ~0U, 0) == 0) return;
   // No close_range (before 5.9): close what /proc says is open.
   std::vector<int> open_fds;
@@ -64,7 +62,7 @@ void log_line(int prio, const std::string& msg) { syslog(prio, "%s", msg.c_str()
     ::dup2(ready_fd, 3);
     ::close(ready_fd);
   }
-  close_inherited_fds(3);
+  close_fds_above(3);
   openlog("qemu-lio", LOG_PID, LOG_DAEMON);
 
   int status = 0;

@@ -124,8 +124,7 @@ int run_daemonized(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, co
   auto run = provision(req, p, fs);
   ChildStatus status = run_qemu(*run, p, signals);
   if (status.exit_code() == 0) {
-    const uint64_t since = identify_process(::getpid()).value_or(ProcessId{}).start_time;
-    if (auto daemon = find_daemon(p.daemon_pidfile, since)) {
+    if (auto daemon = find_daemon(p.daemon_pidfile, run->wrapper().start_time)) {
       run->daemon_started(*daemon);
       run->hand_off();
       return 0;

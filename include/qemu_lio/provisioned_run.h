@@ -51,6 +51,9 @@ class ProvisionedRun {
   /// kernel (0 = clean, journal deleted).
   int finish() noexcept;
 
+  /// This process as the journal names it (the wrapper).
+  const ProcessId& wrapper() const { return self_; }
+
   /// The journal file.
   const std::string& journal_path() const { return journal_.path(); }
 
