@@ -147,7 +147,11 @@ enum class Mode { kDryRun, kSupervised, kDaemonized, kExec };
 
 Mode mode_for(const LaunchRequest& req) {
   if (req.dry_run) return Mode::kDryRun;
-  if (req.config.mode == LaunchMode::kExec) return Mode::kExec;
+  // As the init of a pid namespace (a container's task) exec would make QEMU the init, and
+  // when it exits the kernel kills the rest of the namespace, the backstop with it: nobody
+  // would tear down. Supervising keeps the teardown in the init, which the launcher tracks.
+  if (req.config.mode.value_or(req.default_mode) == LaunchMode::kExec && ::getpid() != 1)
+    return Mode::kExec;
   return req.qemu.daemonize ? Mode::kDaemonized : Mode::kSupervised;
 }
 
@@ -223,6 +227,7 @@ int run_vm(const RunOptions& opts, ConfigFs& fs) {
 int dropin_main(const std::vector<std::string>& argv) {
   LaunchRequest req;
   req.config = load_config();
+  req.default_mode = LaunchMode::kExec;
   req.qemu_exe = find_real_qemu(argv.at(0), req.config);
   req.qemu = scan_qemu_argv(argv);
   if (const char* d = ::secure_getenv("QEMU_LIO_STATE_DIR"); d && *d) req.state_dir = d;

@@ -5,6 +5,7 @@
 
 #include <boost/process/environment.hpp>
 #include <boost/process/search_path.hpp>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <cerrno>
@@ -201,6 +202,10 @@ QemuCommandLine scan_qemu_argv(const std::vector<std::string>& in) {
           r.readconfigs.push_back(std::move(use));
         }
       }
+    } else if (has_value && is_opt(a, "device")) {
+      const std::string& v = in[i + 1];
+      auto b = v.find_first_not_of(" \t\n");
+      if (b != std::string::npos && v[b] == '{') r.json_devices = true;
     } else if (is_opt(a, "daemonize")) {
       r.daemonize = true;
     } else if (has_value && is_opt(a, "pidfile")) {
@@ -248,15 +253,34 @@ std::string device_option(const DiskPlan& d) {
   return s;
 }
 
+std::string device_json(const DiskPlan& d) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : device_properties(d)) {
+    // QEMU reads a JSON -device with a strict visitor: an integer property must be a JSON
+    // number ("max_sectors":"2048" is refused), while bus and addr stay strings.
+    if (k == "max_sectors" || k == "num_queues" || k == "bootindex" || k == "boot_tpgt")
+      j[k] = std::stoll(v);
+    else
+      j[k] = v;
+  }
+  return j.dump();
+}
+
 std::vector<std::string> finalize_argv(const QemuCommandLine& req, const Plan& plan,
                                        const std::vector<std::string>& copies) {
   std::vector<std::string> out;
+  // QEMU creates every key=value -device before any JSON one, each kind in argv order. A
+  // caller that writes JSON (libvirt) gives each of its devices an explicit address; ours,
+  // placed by QEMU, must come after all of them, or it takes a slot one of them names. So
+  // with a JSON caller ours are JSON too and go last; otherwise each keeps its drive's place
+  // (an existing guest keeps its PCI layout).
+  const size_t end = req.argv.size();
   auto emit_devices_at = [&](size_t pos) {
-    for (size_t k = 0; k < req.slots.size(); ++k)
-      if (req.slots[k] && *req.slots[k] == pos) {
-        out.push_back("-device");
-        out.push_back(device_option(plan.disks.at(k)));
-      }
+    for (size_t k = 0; k < req.slots.size(); ++k) {
+      if (!req.slots[k] || (req.json_devices ? end : *req.slots[k]) != pos) continue;
+      out.push_back("-device");
+      out.push_back(req.json_devices ? device_json(plan.disks.at(k)) : device_option(plan.disks.at(k)));
+    }
   };
   for (size_t i = 0; i < req.argv.size(); ++i) {
     emit_devices_at(i);

@@ -78,6 +78,11 @@ std::optional<ImageSpec> drive_options_to_image(const std::string& name, const D
       else throw UsageError(name, fmt::format("discard '{}' is not unmap or ignore", v));
     } else if (k == "serial" || k == "id" || k == "bootindex") {
       spec_keys.emplace_back(k, v);
+    } else if (k == "bus" || k == "addr") {
+      // QEMU's -drive bus/addr place the drive's own device; here that device is the
+      // vhost-scsi-pci one, so they are its PCI bus and slot (a launcher that addresses every
+      // device itself can place ours too).
+      spec_keys.emplace_back(k, v);
     } else if (k == "media") {
       // A vhost-scsi LUN is always a disk (peripheral type 0); LIO has no CD-ROM emulation.
       if (v != "disk")

@@ -10,14 +10,16 @@ namespace qemu_lio {
 
 /// How a VM with vhost-scsi disks is run.
 enum class LaunchMode {
-  kSupervise,  ///< QEMU is our child; we return once the kernel is clean (default)
+  kSupervise,  ///< QEMU is our child; we return once the kernel is clean (`run`'s default)
   kExec,       ///< we exec QEMU in place (it keeps our pid); the backstop tears down
+               ///< (the drop-in's default)
 };
 
 /// The settings of the config file.
 struct Config {
   std::optional<std::string> qemu;  ///< `qemu = PATH`: the real QEMU binary
-  LaunchMode mode = LaunchMode::kSupervise;  ///< `mode = supervise|exec`
+  /// `mode = supervise|exec`; unset, each front end picks its own default (LaunchRequest).
+  std::optional<LaunchMode> mode;
   std::vector<std::string> allow;   ///< `allow = DIR`, repeatable: images must be under one
   std::string source;               ///< the file read ("" if none)
 };

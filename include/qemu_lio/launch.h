@@ -25,6 +25,9 @@ struct LaunchRequest {
   std::string configfs = "/sys/kernel/config";
   std::string state_dir = "/run/qemu-lio";
   Config config;                    ///< mode and allow list
+  /// The mode when the config names none: `run` supervises; the drop-in execs, because its
+  /// callers (libvirt, containerd, systemd) track the pid they started and expect QEMU there.
+  LaunchMode default_mode = LaunchMode::kSupervise;
 };
 
 /// What a launch will do, decided before anything is touched.

@@ -38,6 +38,8 @@ struct QemuCommandLine {
   std::optional<std::string> pidfile;
   std::optional<int> smp_cpus;  ///< from -smp (or [smp-opts] in a readconfig)
   std::optional<std::string> name;  ///< the last -name value, as given
+  /// The caller writes -device as JSON (libvirt does since QEMU 6.0): ours follow suit.
+  bool json_devices = false;
 };
 
 /// True if `argv0`'s file name starts with "qemu-system-".
@@ -60,7 +62,11 @@ std::vector<std::pair<std::string, std::string>> device_properties(const DiskPla
 /// The -device value for one disk: "vhost-scsi-pci,wwpn=...,max_sectors=...".
 std::string device_option(const DiskPlan& d);
 
-/// The final argv: -device options in the drives' places, readconfig FILEs replaced by
+/// The -device value for one disk as JSON: {"driver":"vhost-scsi-pci","wwpn":"...",...}.
+std::string device_json(const DiskPlan& d);
+
+/// The final argv: -device options in the drives' places (all at the end, as JSON, when the
+/// caller's own -device options are JSON), readconfig FILEs replaced by
 /// `readconfig_copies[i]` (rendered by the caller from the plan's disks).
 std::vector<std::string> finalize_argv(const QemuCommandLine& req, const Plan& plan,
                                        const std::vector<std::string>& readconfig_copies);

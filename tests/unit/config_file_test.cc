@@ -25,7 +25,7 @@ TEST(ConfigFile, ParsesKeysCommentsAndRepeatedAllow) {
 TEST(ConfigFile, DefaultsWhenEmpty) {
   Config c = parse_config("", "x");
   EXPECT_FALSE(c.qemu);
-  EXPECT_EQ(c.mode, LaunchMode::kSupervise);
+  EXPECT_EQ(c.mode, std::nullopt);
   EXPECT_TRUE(c.allow.empty());
 }
 

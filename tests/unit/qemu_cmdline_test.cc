@@ -172,6 +172,35 @@ TEST(DropinDevice, PciDeviceBeforeItsDriveGivesItsSlot) {
   EXPECT_NE(out[4].find(",bus=pci.0,addr=0x5"), std::string::npos) << out[4];
 }
 
+TEST(DropinDevice, JsonCallersGetJsonDevicesAfterTheirOwn) {
+  // libvirt: every -device is JSON with an explicit address; QEMU creates key=value devices
+  // first, so a key=value vhost-scsi-pci would take the slot of libvirt's first device.
+  QemuCommandLine r = scan_qemu_argv(
+      {"qemu-system-x86_64", "-drive", "file=/i/a.img,if=vhost-scsi,bootindex=2", "-device",
+       R"({"driver":"virtio-blk-pci","bus":"pci.0","addr":"0x2","drive":"libvirt-1"})", "-m", "1"});
+  EXPECT_TRUE(r.json_devices);
+  Plan plan = build_plan("vm", {checked_image("/i/a.img,bootindex=2,num-queues=2")});
+  Args out = finalize_argv(r, plan, {});
+  ASSERT_EQ(out.size(), 7u);
+  EXPECT_EQ(out[1], "-device");
+  EXPECT_EQ(out[3], "-m");
+  EXPECT_EQ(out[5], "-device");
+  const std::string want = R"({"driver":"vhost-scsi-pci","wwpn":")" + plan.disks[0].identity.wwn +
+                           R"(","max_sectors":)" + std::to_string(plan.disks[0].spec.max_sectors) +
+                           R"(,"num_queues":2,"bootindex":2,"boot_tpgt":1})";
+  EXPECT_EQ(out[6], want);
+}
+
+TEST(DropinDevice, KeyValueCallersKeepTheDrivesPlace) {
+  QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=/i/a.img,if=vhost-scsi",
+                                      "-device", "virtio-rng-pci", "-m", "1"});
+  EXPECT_FALSE(r.json_devices);
+  Args out = finalize_argv(r, build_plan("vm", {checked_image("/i/a.img")}), {});
+  ASSERT_EQ(out.size(), 7u);
+  EXPECT_EQ(out[1], "-device");
+  EXPECT_EQ(out[2].rfind("vhost-scsi-pci,wwpn=", 0), 0u) << out[2];
+}
+
 TEST(DropinDevice, DriverKeyAndDriveBootindexWin) {
   QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-drive",
                                     "file=/i/a.img,if=vhost-scsi,id=d0,bootindex=3", "-device",

@@ -84,6 +84,15 @@ TEST(DriveFormat, ExplicitRawTurnsOffHeaderSniffing) {
   EXPECT_TRUE(vhost(",format=raw,cache=none").format_raw);
 }
 
+TEST(DriveKeys, BusAndAddrPlaceTheVhostDevice) {
+  // libvirt and other launchers address every device; if=vhost-scsi refused them before.
+  auto img = drive_to_image("file=a.raw,if=vhost-scsi,bus=pcie.0,addr=0x1f.0x2");
+  ASSERT_TRUE(img);
+  EXPECT_EQ(img->bus, "pcie.0");
+  EXPECT_EQ(img->addr, "0x1f.0x2");
+  EXPECT_NE(usage_error("file=a.raw,if=vhost-scsi,addr=0x5 x").find("addr"), std::string::npos);
+}
+
 TEST(DriveFile, FdSetsAreRefusedInOneLine) {
   EXPECT_EQ(usage_error("file=/dev/fdset/3,if=vhost-scsi"),
             "/dev/fdset/3: QEMU fd sets are not supported for vhost-scsi disks: LIO opens the "
@@ -93,7 +102,7 @@ TEST(DriveFile, FdSetsAreRefusedInOneLine) {
 }
 
 TEST(DriveKeys, UnsupportedKeysAreNamed) {
-  for (const char* key : {"index=1", "snapshot=on", "copy-on-read=on", "werror=stop", "bus=0",
+  for (const char* key : {"index=1", "snapshot=on", "copy-on-read=on", "werror=stop",
                           "cache.direct=on", "node-name=n"}) {
     std::string k(key);
     std::string e = usage_error("file=a.raw,if=vhost-scsi," + k);
