@@ -4,6 +4,9 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/state_lock.h"
@@ -69,6 +72,35 @@ GcReport collect_garbage(const GcEffects& fx, const std::string& state_dir, cons
                                   t.failed ? fmt::format(", {} left (journal kept)", t.failed) : ""));
   }
   return r;
+}
+
+std::vector<std::string> wait_for_leaving_runs(const std::string& state_dir,
+                                               const std::vector<std::string>& images,
+                                               std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  bool announced = false;
+  for (;;) {
+    std::vector<std::string> held;
+    for (const std::string& file : list_journals(state_dir)) {
+      JournalContents j;
+      try {
+        j = read_journal(file);
+      } catch (const Error&) {
+        continue;  // deleted as we read it: that run is done
+      }
+      const bool leaving = !process_alive(j.wrapper) && !(j.owner && process_alive(*j.owner)) &&
+                           j.backstop && process_alive(*j.backstop);
+      if (!leaving) continue;
+      for (const auto& img : j.images)
+        if (std::find(images.begin(), images.end(), img.path) != images.end()) held.push_back(img.path);
+    }
+    if (held.empty() || std::chrono::steady_clock::now() >= deadline) return held;
+    if (!announced) {
+      log_verbose(fmt::format("{}: waiting for its previous run's teardown", held.front()));
+      announced = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 std::string render_statuses(const std::vector<VmStatus>& vms, bool json) {

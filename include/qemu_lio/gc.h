@@ -2,6 +2,7 @@
 // `qemu-lio gc` and `qemu-lio list`: the journals under the state dir, checked against the
 // live processes and the live configfs tree.
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,15 @@ struct GcReport {
 /// its journal once clean. Never touches a set that something alive still owns.
 GcReport collect_garbage(const GcEffects& fx, const std::string& state_dir,
                          const RetryPolicy& retry = {});
+
+/// Waits, at most `limit`, while a run that is leaving holds one of `images` (canonical
+/// paths): its wrapper and QEMU are gone and its live backstop is still tearing down. A
+/// launcher that restarts a VM the moment its QEMU died (exec mode: nobody waits for the
+/// teardown) then gets the disks instead of "already exported". Takes no lock: the backstop
+/// it waits for never needs one. Returns the images some leaving run still holds.
+std::vector<std::string> wait_for_leaving_runs(const std::string& state_dir,
+                                               const std::vector<std::string>& images,
+                                               std::chrono::milliseconds limit);
 
 /// `list` as text (one block per VM) or as JSON.
 std::string render_statuses(const std::vector<VmStatus>& vms, bool json);

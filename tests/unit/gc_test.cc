@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fake_configfs.h"
@@ -212,6 +213,41 @@ TEST_F(GcTest, NoStateDirectoryIsNotCreated) {
   GcReport r = collect_garbage(GcEffects::real(fs_), missing, kFastRetry);
   EXPECT_EQ(r.sets, 0);
   EXPECT_FALSE(file_exists(missing));
+}
+
+// An instant restart: the previous run's QEMU and wrapper are gone, its backstop is still
+// tearing down. The new start waits for that teardown instead of failing on "exported".
+TEST_F(GcTest, StartWaitsForALeavingRunOfItsImage) {
+  const ProcessId gone = dead_process();
+  const std::string journal = provision("leaving", "/img/a.raw", gone, gone, self());
+  std::thread backstop([&] {
+    std::this_thread::sleep_for(milliseconds(150));
+    ::unlink(journal.c_str());  // what a backstop does once the set is gone
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto held = wait_for_leaving_runs(state_, {"/img/a.raw"}, std::chrono::seconds(30));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  backstop.join();
+  EXPECT_TRUE(held.empty());
+  EXPECT_GE(waited, milliseconds(100));
+}
+
+TEST_F(GcTest, LeavingRunPastTheLimitIsNamed) {
+  const ProcessId gone = dead_process();
+  provision("stuck", "/img/a.raw", gone, gone, self());
+  EXPECT_EQ(wait_for_leaving_runs(state_, {"/img/a.raw"}, milliseconds(60)),
+            std::vector<std::string>{"/img/a.raw"});
+}
+
+TEST_F(GcTest, LiveRunsAndOtherImagesAreNotWaitedFor) {
+  const ProcessId gone = dead_process();
+  provision("live", "/img/a.raw", self());                  // in use: the conflict check says so
+  provision("owned", "/img/b.raw", gone, self(), self());   // QEMU still runs
+  provision("other", "/img/c.raw", gone, gone, self());     // leaving, but not our image
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(wait_for_leaving_runs(state_, {"/img/a.raw", "/img/b.raw", "/img/d.raw"},
+                                    std::chrono::seconds(30)).empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
 TEST_F(GcTest, StatusesClassifyEachSet) {
