@@ -4,11 +4,11 @@
 set -euo pipefail
 
 build_pkgs=(g++ cmake make libboost-program-options-dev libboost-filesystem-dev libboost-dev
-            libfmt-dev libgtest-dev nlohmann-json3-dev)
+            libfmt-dev libgtest-dev nlohmann-json3-dev libpugixml-dev)
 # The real-kernel VM tests: a Debian kernel under QEMU TCG, with the host's own QEMU,
 # targetcli and fio running inside it.
 vm_pkgs=(qemu-system-x86 busybox-static cpio kmod targetcli-fb fio sg3-utils e2fsprogs dbus
-         xz-utils zstd)
+         xz-utils zstd libvirt-daemon-system libvirt-clients)
 
 want=("${build_pkgs[@]}")
 [ "${1:-}" = "--build-only" ] || want+=("${vm_pkgs[@]}")

@@ -72,6 +72,7 @@ void log_line(int prio, const std::string& msg) { syslog(prio, "%s", msg.c_str()
     ::close(3);
 
     ProcessId watched = wrapper;
+    std::optional<std::chrono::steady_clock::time_point> await_deadline;
     for (;;) {
       wait_until_gone(watched);
       if (::access(journal_file.c_str(), F_OK) != 0) break;  // the run tore down itself
@@ -88,6 +89,17 @@ void log_line(int prio, const std::string& msg) { syslog(prio, "%s", msg.c_str()
           log_line(LOG_INFO, journal_file + ": following QEMU's daemon, pid " + std::to_string(d->pid));
           watched = *d;
           continue;
+        }
+        // libvirt's hook provisions before libvirt starts QEMU: until a QEMU has owned the
+        // set, wait (bounded) for one to name itself; the hook's "release" tears down a
+        // start that failed, this deadline one that libvirtd never finished.
+        if (!j.owner && j.await_seconds > 0) {
+          const auto now = std::chrono::steady_clock::now();
+          if (!await_deadline) await_deadline = now + std::chrono::seconds(j.await_seconds);
+          if (now < *await_deadline) {
+            std::this_thread::sleep_for(kPollInterval);
+            continue;  // `watched` is gone: the loop looks again at once
+          }
         }
       }
       auto fs = make_real_configfs(configfs_root);

@@ -59,13 +59,19 @@ std::string help_text() {
   s << "Usage: qemu-lio [run] [OPTIONS] -- QEMU [QEMU-ARGS...]\n"
        "       qemu-lio gc [--dry-run] [OPTIONS]\n"
        "       qemu-lio list [--json] [OPTIONS]\n"
-       "       qemu-lio check [--qemu PATH] [OPTIONS]\n\n"
+       "       qemu-lio check [--qemu PATH] [OPTIONS]\n"
+       "       qemu-lio libvirt-xml SPEC [--name DOMAIN]\n"
+       "       qemu-lio [OPTIONS] libvirt-hook DOMAIN OPERATION SUB-OPERATION [EXTRA]\n\n"
        "run:   exports each --image as a kernel vhost-scsi disk through LIO (configfs), runs\n"
        "       QEMU with a matching -device vhost-scsi-pci, and removes every LIO object when\n"
        "       QEMU exits, however it exits.\n"
        "gc:    removes the LIO objects of runs whose wrapper, QEMU and backstop are all gone.\n"
        "list:  shows each VM's LIO objects from the journals in the state directory.\n"
-       "check: tests and explains what run needs (root, configfs, modules, vhost, QEMU).\n\n"
+       "check: tests and explains what run needs (root, configfs, modules, vhost, QEMU).\n"
+       "libvirt-xml:  prints the <hostdev> and <metadata> element that give a libvirt domain\n"
+       "       the image SPEC as a vhost-scsi disk (its wwpn is derived as for run).\n"
+       "libvirt-hook: libvirt's qemu hook (installed as /etc/libvirt/hooks/qemu.d/qemu-lio):\n"
+       "       provisions a domain's <lio:disk>s on prepare, tears them down on release.\n\n"
     << run_options(o) << "\n" << common_options(o, f)
     << "\nExit status: run passes on QEMU's own (128+N if killed by signal N); 1 provisioning\n"
        "failed (rolled back) or check/gc found a problem; 2 usage error; 3 teardown left\n"
@@ -73,8 +79,9 @@ std::string help_text() {
   return s.str();
 }
 
-Command parse_command_line(const std::vector<std::string>& all) {
+Command parse_command_line(const std::vector<std::string>& given) {
   Command cmd;
+  std::vector<std::string> all = given;
   std::vector<std::string> ours;
   // The subcommand is the first word that is neither an option nor an option's value, so
   // "qemu-lio --state-dir D gc" works as well as "qemu-lio gc --state-dir D".
@@ -87,7 +94,9 @@ Command parse_command_line(const std::vector<std::string>& all) {
         if (w == opt) ++k;  // skip its value
       continue;
     }
-    if (w == "run" || w == "gc" || w == "list" || w == "check") command_at = k;
+    if (w == "run" || w == "gc" || w == "list" || w == "check" || w == "libvirt-hook" ||
+        w == "libvirt-xml")
+      command_at = k;
     break;
   }
   if (command_at) {
@@ -95,6 +104,14 @@ Command parse_command_line(const std::vector<std::string>& all) {
     if (w == "gc") cmd.kind = Command::Kind::kGc;
     else if (w == "list") cmd.kind = Command::Kind::kList;
     else if (w == "check") cmd.kind = Command::Kind::kCheck;
+    else if (w == "libvirt-hook") cmd.kind = Command::Kind::kLibvirtHook;
+    else if (w == "libvirt-xml") cmd.kind = Command::Kind::kLibvirtXml;
+  }
+  // libvirt passes its words verbatim (EXTRA is often "-"): everything after the command
+  // word is theirs, so none of it can be mistaken for an option of ours.
+  if (cmd.kind == Command::Kind::kLibvirtHook) {
+    cmd.run.args.assign(all.begin() + static_cast<long>(*command_at) + 1, all.end());
+    all.resize(*command_at + 1);
   }
   const bool is_run = cmd.kind == Command::Kind::kRun;
   bool saw_dashdash = false;
@@ -112,15 +129,17 @@ Command parse_command_line(const std::vector<std::string>& all) {
   po::options_description desc;
   desc.add(common_options(cmd.run, f));
   if (is_run) desc.add(run_options(cmd.run));
+  // libvirt-xml takes one SPEC word and --name (the domain, for a read-only image's wwpn).
+  po::positional_options_description words;
+  if (cmd.kind == Command::Kind::kLibvirtXml) {
+    desc.add_options()("name", po::value<std::string>())("spec", po::value(&cmd.run.args));
+    words.add("spec", -1);
+  }
   po::variables_map vm;
   try {
     // An empty positional description makes a stray word an error: "qemu-lio a.img -- q"
     // (a forgotten --image) must not start the VM without its disk.
-    po::store(po::command_line_parser(ours)
-                  .options(desc)
-                  .positional(po::positional_options_description())
-                  .run(),
-              vm);
+    po::store(po::command_line_parser(ours).options(desc).positional(words).run(), vm);
     po::notify(vm);
   } catch (const po::too_many_positional_options_error&) {
     std::string stray;

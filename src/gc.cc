@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "qemu_lio/backstop.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/state_lock.h"
@@ -44,6 +45,10 @@ std::vector<VmStatus> vm_statuses(ConfigFs& fs, const std::string& state_dir) {
     }
     s.wrapper_alive = process_alive(s.journal.wrapper);
     s.owner_alive = s.journal.owner && process_alive(*s.journal.owner);
+    // A QEMU that named itself in the pidfile but is not recorded yet (its recorder died
+    // first) still uses the disks: never collect them under it.
+    if (!s.owner_alive && !s.journal.pidfile.empty())
+      s.owner_alive = find_daemon(s.journal.pidfile, s.journal.wrapper.start_time).has_value();
     s.backstop_alive = s.journal.backstop && process_alive(*s.journal.backstop);
     for (const Undo& u : s.journal.undo) (object_present(fs, u) ? s.objects_present : s.objects_missing)++;
     if (!s.wrapper_alive && !s.owner_alive && !s.backstop_alive) s.state = "stale";
@@ -88,8 +93,12 @@ std::vector<std::string> wait_for_leaving_runs(const std::string& state_dir,
       } catch (const Error&) {
         continue;  // deleted as we read it: that run is done
       }
-      const bool leaving = !process_alive(j.wrapper) && !(j.owner && process_alive(*j.owner)) &&
-                           j.backstop && process_alive(*j.backstop);
+      // A set that still awaits its first QEMU (libvirt's hook made it) is arriving, not
+      // leaving: its image is taken, and the conflict check says so at once.
+      const bool arriving = j.await_seconds > 0 && !j.owner;
+      const bool leaving = !arriving && !process_alive(j.wrapper) &&
+                           !(j.owner && process_alive(*j.owner)) && j.backstop &&
+                           process_alive(*j.backstop);
       if (!leaving) continue;
       for (const auto& img : j.images)
         if (std::find(images.begin(), images.end(), img.path) != images.end()) held.push_back(img.path);

@@ -138,6 +138,10 @@ void append_journal_record(const std::string& file, const std::string& line) {
 
 void JournalWriter::ready() { append("ready"); }
 
+void JournalWriter::libvirt_domain(const std::string& uuid) { append("libvirt " + journal_escape(uuid)); }
+
+void JournalWriter::await_qemu(int seconds) { append(fmt::format("await {}", seconds)); }
+
 void JournalWriter::remove() {
   fd_ = UniqueFd();
   ::unlink(path_.c_str());
@@ -220,6 +224,12 @@ JournalContents read_journal(const std::string& file) {
             break;
           }
       }
+    } else if (tag == "libvirt") {
+      std::string u;
+      f >> u;
+      j.libvirt_uuid = journal_unescape(u);
+    } else if (tag == "await") {
+      f >> j.await_seconds;
     } else if (tag == "ready") {
       j.complete = true;
     }

@@ -100,6 +100,10 @@ std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, const Prepar
   wait_for_leaving_runs(req.state_dir, images, kLeavingRunWait);
   auto run = std::make_unique<ProvisionedRun>(fs, req.configfs, req.state_dir, p.vm_name);
   if (!p.daemon_pidfile.empty()) run->daemon_pidfile(p.daemon_pidfile);
+  if (req.libvirt) {
+    run->daemon_pidfile(req.libvirt->pidfile);
+    run->libvirt_domain(req.libvirt->uuid, req.libvirt->await_seconds);
+  }
   run->provision(p.plan);
   return run;
 }
@@ -218,6 +222,13 @@ int launch(const LaunchRequest& req, ConfigFs& fs) {
     case Mode::kExec: return run_exec(req, p, fs, signals);
   }
   return exit_code::kProvisionFailed;
+}
+
+void provision_for_libvirt(const LaunchRequest& req, ConfigFs& fs) {
+  SignalBlock signals;  // a signal now would kill us between two configfs writes
+  const Prepared p = prepare(req);
+  auto run = provision(req, p, fs);
+  run->hand_off();
 }
 
 int run_vm(const RunOptions& opts, ConfigFs& fs) {

@@ -1,6 +1,8 @@
 // qemu-lio: parse, run, map errors to exit codes. Everything else is in the library.
 #include <cstdio>
 #include <exception>
+#include <iostream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/launch.h"
+#include "qemu_lio/libvirt_hook.h"
 #include "qemu_lio/version.h"
 
 int main(int argc, char** argv) {
@@ -30,6 +33,16 @@ int main(int argc, char** argv) {
       case Command::Kind::kCheck:
         set_verbosity(cmd.run.verbosity);
         return check_command(cmd.run);
+      case Command::Kind::kLibvirtXml:
+        set_verbosity(cmd.run.verbosity);
+        return libvirt_xml_command(cmd.run);
+      case Command::Kind::kLibvirtHook: {
+        set_verbosity(cmd.run.verbosity);
+        // libvirt writes the domain's XML to our stdin and waits for us to read it all.
+        std::string xml((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+        auto fs = make_configfs(cmd.run.configfs);
+        return libvirt_hook(cmd.run, xml, *fs);
+      }
       case Command::Kind::kRun:
       case Command::Kind::kGc:
       case Command::Kind::kList: {

@@ -65,6 +65,11 @@ void ProvisionedRun::daemon_started(const ProcessId& daemon) {
 
 void ProvisionedRun::daemon_pidfile(const std::string& path) { journal_.pidfile(path); }
 
+void ProvisionedRun::libvirt_domain(const std::string& uuid, int await_seconds) {
+  journal_.libvirt_domain(uuid);
+  journal_.await_qemu(await_seconds);
+}
+
 void ProvisionedRun::hand_off() { done_ = true; }
 
 int ProvisionedRun::finish() noexcept {

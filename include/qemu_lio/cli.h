@@ -2,6 +2,8 @@
 // The command line:
 //   qemu-lio [run] [OPTIONS] -- QEMU [QEMU-ARGS...]
 //   qemu-lio gc [--dry-run] | list [--json] | check [--qemu PATH]   [--configfs DIR] [--state-dir DIR]
+//   qemu-lio [OPTIONS] libvirt-hook DOMAIN OP SUBOP [EXTRA]   (libvirt's words, verbatim)
+//   qemu-lio libvirt-xml SPEC [--name DOMAIN]
 
 #include <optional>
 #include <string>
@@ -23,11 +25,12 @@ struct RunOptions {
   std::string state_dir = "/run/qemu-lio";
   Verbosity verbosity = Verbosity::kNormal;
   std::vector<std::string> qemu_argv;  ///< run: everything after "--"
+  std::vector<std::string> args;       ///< libvirt-hook, libvirt-xml: their words
 };
 
 /// What main() should do.
 struct Command {
-  enum class Kind { kRun, kGc, kList, kCheck, kHelp, kVersion };
+  enum class Kind { kRun, kGc, kList, kCheck, kLibvirtHook, kLibvirtXml, kHelp, kVersion };
   Kind kind = Kind::kRun;
   RunOptions run;
 };

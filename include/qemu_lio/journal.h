@@ -31,6 +31,11 @@ struct JournalContents {
     std::string backstore;  ///< "core/fileio_N/NAME" once claimed, else ""
   };
   std::vector<Image> images;
+  /// libvirt's hook made this set for the domain with this UUID ("" otherwise).
+  std::string libvirt_uuid;
+  /// How long the backstop waits for a QEMU to appear in `pidfile` once the wrapper is gone
+  /// (0: it tears down at once). The libvirt hook provisions before libvirt starts QEMU.
+  int await_seconds = 0;
   std::vector<Undo> undo;  ///< steps for objects that may exist, oldest first
   bool complete = false;   ///< provisioning finished ("ready" record)
 };
@@ -54,6 +59,10 @@ class JournalWriter {
   void owner(const ProcessId& qemu);
   /// Records the -pidfile through which a daemonized QEMU names itself.
   void pidfile(const std::string& path);
+  /// Records the libvirt domain (by UUID) this set belongs to.
+  void libvirt_domain(const std::string& uuid);
+  /// Records that a QEMU will name itself in the pidfile up to `seconds` after we exit.
+  void await_qemu(int seconds);
   /// Records that provisioning completed.
   void ready();
   /// Deletes the journal: call only once the kernel is clean.

@@ -28,6 +28,14 @@ struct LaunchRequest {
   /// The mode when the config names none: `run` supervises; the drop-in execs, because its
   /// callers (libvirt, containerd, systemd) track the pid they started and expect QEMU there.
   LaunchMode default_mode = LaunchMode::kSupervise;
+  /// libvirt's hook: the set belongs to this domain. Its QEMU, which libvirt starts after
+  /// the hook has exited, names itself in `pidfile`; the backstop waits for it.
+  struct LibvirtDomain {
+    std::string uuid;
+    std::string pidfile;
+    int await_seconds = 0;
+  };
+  std::optional<LibvirtDomain> libvirt;
 };
 
 /// What a launch will do, decided before anything is touched.
@@ -52,6 +60,11 @@ Prepared prepare(const LaunchRequest& req);
 /// Launches as `req` says through `fs`. Returns QEMU's status or an exit_code::*; throws
 /// Error for failures before QEMU starts, after rolling back.
 int launch(const LaunchRequest& req, ConfigFs& fs);
+
+/// libvirt's `prepare` hook: provisions `req`'s disks for `req.libvirt`'s domain and leaves
+/// them to the run's backstop (which follows the QEMU libvirt starts next). Throws Error,
+/// after rolling back, if anything fails.
+void provision_for_libvirt(const LaunchRequest& req, ConfigFs& fs);
 
 /// `qemu-lio run`: --image disks plus any the QEMU command line asks for.
 int run_vm(const RunOptions& opts, ConfigFs& fs);

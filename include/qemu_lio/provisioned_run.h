@@ -44,6 +44,10 @@ class ProvisionedRun {
   /// Records the -pidfile where QEMU's daemon will name itself (the backstop follows it).
   void daemon_pidfile(const std::string& path);
 
+  /// The set belongs to libvirt's domain `uuid`, whose QEMU libvirt starts after we exit and
+  /// names in the daemon pidfile; the backstop waits up to `await_seconds` for it.
+  void libvirt_domain(const std::string& uuid, int await_seconds);
+
   /// Leaves the objects and the journal to the backstop: QEMU (a daemon) runs on without us.
   void hand_off();
 
