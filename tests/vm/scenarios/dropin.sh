@@ -186,9 +186,43 @@ G
   [ -z "$(ls "$QEMU_LIO_STATE_DIR"/*.cfg 2>/dev/null)" ] || fail "rewritten readconfig copy left behind"
 }
 
+# libvirt's way: every -device is JSON with an explicit address. QEMU creates key=value
+# -device options before JSON ones, so an injected key=value vhost-scsi-pci would take the
+# slot the caller's first device names; qemu-lio's devices must come as JSON, after them.
+# Then EVE's way of stopping: kill -9 of QEMU and an instant restart on the same 16 images,
+# while the backstop is still removing them (about 1 s under TCG): the start must wait for
+# that teardown, not fail on "already exported". -daemonize returns only once QEMU has
+# created every device, so its status is the verdict on both.
+scenario_json_devices_and_instant_restart() {
+  local before rc k drives=() qpid
+  for k in $(seq 10 25); do
+    pattern_image "$WORK/ir$k.img" "$k"
+    drives+=(-drive "file=$WORK/ir$k.img,if=vhost-scsi,format=raw")
+  done
+  before=$(configfs_snapshot)
+  start_ir() {
+    dropin -machine pc -nodefaults -display none -S -daemonize -pidfile "$WORK/ir.pid" \
+      -device '{"driver":"virtio-rng-pci","id":"rng0","bus":"pci.0","addr":"0x2"}' \
+      -device '{"driver":"virtio-rng-pci","id":"rng1","bus":"pci.0","addr":"0x3"}' "${drives[@]}" 2> "$WORK/ir.err"
+  }
+  rc=0; start_ir || rc=$?
+  [ "$rc" = 0 ] || { cat "$WORK/ir.err"; fail "first start: status $rc"; }
+  qpid=$(cat "$WORK/ir.pid")
+  assert_eq 16 "$(ls "$T/vhost" | grep -c naa.)" "targets while QEMU runs"
+  kill -9 "$qpid"
+  rc=0; start_ir || rc=$?
+  [ "$rc" = 0 ] || { cat "$WORK/ir.err"; fail "instant restart: status $rc"; }
+  qpid=$(cat "$WORK/ir.pid")
+  assert_eq 16 "$(ls "$T/vhost" | grep -c naa.)" "targets after the restart"
+  kill -9 "$qpid"
+  wait_for 60 configfs_clean || fail "configfs not clean 60 s after the last kill -9"
+  [ -z "$(ls "$QEMU_LIO_STATE_DIR"/*.journal 2>/dev/null)" ] || fail "journal left: $(ls "$QEMU_LIO_STATE_DIR")"
+}
+
 scenario pass-through scenario_pass_through
 scenario unprivileged scenario_unprivileged
 scenario exec-mode scenario_exec_mode
+scenario json-devices-and-instant-restart scenario_json_devices_and_instant_restart
 scenario drive-daemonize-kill scenario_drive_daemonize_kill
 scenario readconfig-eve scenario_readconfig_eve
 scenarios_summary

@@ -158,6 +158,7 @@ run_to_guest_poweroff() {  # NAME USER
   console_has "$name" 'GUEST-IO-OK 2 rc=0' || { show_console "$name"; fail "guest did not see both disks"; }
   assert_eq GUEST-WROTE-01 "$(guest_bytes "$WORK/$name-vhost.raw")" "the guest's bytes in the vhost image"
   assert_eq GUEST-WROTE-02 "$(guest_bytes "$WORK/$name-virtio.raw")" "the guest's bytes in libvirt's image"
+  log "$name: guest I/O done on both disks"
   check_tracked_pid "$name" "$2"
   running=$(configfs_snapshot)
   [ "$running" != "$before" ] || fail "no LIO objects while the guest runs"
@@ -166,11 +167,13 @@ run_to_guest_poweroff() {  # NAME USER
   start_libvirtd
   wait_for 60 state_is "$name" running || fail "domain not running after the libvirtd restart"
   assert_eq "$running" "$(configfs_snapshot)" "LIO objects after the libvirtd restart"
+  log "$name: libvirtd restarted, the domain kept its disks"
   printf 'STOP' | dd of="$WORK/$name-vhost.raw" bs=1M seek=2 conv=notrunc status=none
   wait_for "$GUEST_WAIT" console_has "$name" 'GUEST-STOP-SEEN' || { show_console "$name"; fail "the guest stopped reading its disk"; }
   wait_for 120 state_is "$name" "shut off" || { show_console "$name"; fail "the guest did not power off"; }
   wait_for 60 configfs_is "$before" || { diff <(echo "$before") <(configfs_snapshot) | head; fail "configfs not clean after the guest's power-off"; }
   console_has "$name" 'GUEST-EXIT 0' || { show_console "$name"; fail "guest script failed"; }
+  log "$name: guest powered off, configfs clean"
 }
 
 # Another boot, ended by virsh destroy as soon as its disks exist.
@@ -182,6 +185,7 @@ run_to_destroy() {  # NAME
   wait_for 60 eval '! configfs_is "$before"' || fail "no LIO objects after the start"
   V destroy "$name" >/dev/null || fail "virsh destroy $name"
   wait_for 60 configfs_is "$before" || { diff <(echo "$before") <(configfs_snapshot) | head; fail "configfs not clean after virsh destroy"; }
+  log "$name: destroyed, configfs clean"
 }
 
 # --- scenarios ----------------------------------------------------------------------------
