@@ -82,8 +82,9 @@ std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, const Prepar
   // libvirt's system instance runs the emulator unprivileged; fail before QEMU starts.
   if (::geteuid() != 0)
     throw Error(req.configfs, fmt::format("qemu-lio must run as root to create LIO objects "
-                                          "(running as uid {}); for libvirt set user = \"root\" "
-                                          "in /etc/libvirt/qemu.conf",
+                                          "(running as uid {}); for libvirt, run this domain's "
+                                          "QEMU as root (user = \"root\" in /etc/libvirt/qemu.conf) "
+                                          "or use qemu-lio's libvirt hook (qemu-lio(8), LIBVIRT)",
                                           ::geteuid()));
   prepare_lio(req.configfs);
   if (!fs.exists("target/core"))
