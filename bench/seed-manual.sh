@@ -1,5 +1,5 @@
 #!/bin/sh
-# The seed's manual sequence (shared/seed/LIO-in-eve.md) as a shell script, for N images:
+# The seed's manual sequence (docs/manual-procedure.md) as a shell script, for N images:
 #   seed-manual.sh up|down IMAGE...
 # Step for step what the seed types for each image, with the typos fixed as the VM tests fix
 # them (naa. not nna., block_size after enable, since enable resets it); fileio_I and the

@@ -4,14 +4,17 @@
 set -euo pipefail
 
 build_pkgs=(g++ cmake make libboost-program-options-dev libboost-filesystem-dev libboost-dev
-            libfmt-dev libgtest-dev nlohmann-json3-dev libpugixml-dev)
+            libfmt-dev libgtest-dev nlohmann-json3-dev libpugixml-dev
+            dpkg-dev)    # scripts/package.sh: dpkg-shlibdeps for the .deb's Depends
 # The real-kernel VM tests: a Debian kernel under QEMU TCG, with the host's own QEMU,
 # targetcli and fio running inside it.
 vm_pkgs=(qemu-system-x86 busybox-static cpio kmod targetcli-fb fio sg3-utils e2fsprogs dbus
          xz-utils zstd libvirt-daemon-system libvirt-clients)
+# The package's lintian check and the man page's lint (docs test).
+check_pkgs=(lintian mandoc)
 
 want=("${build_pkgs[@]}")
-[ "${1:-}" = "--build-only" ] || want+=("${vm_pkgs[@]}")
+[ "${1:-}" = "--build-only" ] || want+=("${vm_pkgs[@]}" "${check_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do

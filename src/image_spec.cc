@@ -84,6 +84,12 @@ bool parse_on_off(const std::string& key, const std::string& v) {
 
 }  // namespace
 
+std::string escape_commas(const std::string& v) {
+  std::string out;
+  for (char c : v) out += c == ',' ? std::string(",,") : std::string(1, c);
+  return out;
+}
+
 ImageSpec parse_image_spec(std::string_view spec) {
   std::vector<std::string> parts = split_qemu_opts(spec);
   ImageSpec img;

@@ -38,16 +38,6 @@ std::string namespace_of(pugi::xml_node n) {
   return "";
 }
 
-// ",," is how a SPEC spells a literal comma.
-std::string escape_commas(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    out += c;
-    if (c == ',') out += ',';
-  }
-  return out;
-}
-
 ImageSpec disk_from(pugi::xml_node disk, size_t index) {
   const std::string what = fmt::format("<lio:disk> #{}", index + 1);
   std::string file, wwpn, keys;

@@ -49,7 +49,7 @@ void stop_process(const ProcessId& p) {
   wait_until_gone(p);
 }
 
-int prepare(const RunOptions& opts, const LibvirtDomain& d, ConfigFs& fs) {
+int prepare_domain(const RunOptions& opts, const LibvirtDomain& d, ConfigFs& fs) {
   LaunchRequest req;
   req.config = load_config();
   req.configfs = opts.configfs;
@@ -102,7 +102,7 @@ int libvirt_hook(const RunOptions& opts, const std::string& xml, ConfigFs& fs) {
   if (op != "prepare" && op != "release" && op != "reconnect") return 0;
   std::optional<LibvirtDomain> d = parse_libvirt_domain(xml);
   if (!d) return 0;
-  if (op == "prepare" && sub == "begin") return prepare(opts, *d, fs);
+  if (op == "prepare" && sub == "begin") return prepare_domain(opts, *d, fs);
   if (op == "release" && sub == "end") {
     int left = release_libvirt_domain(fs, opts.state_dir, d->uuid);
     if (left > 0) {

@@ -15,13 +15,6 @@ std::optional<bool> qemu_bool(const std::string& v) {
   return std::nullopt;
 }
 
-// The inverse of split_qemu_opts() for one value.
-std::string escape_commas(const std::string& v) {
-  std::string out;
-  for (char c : v) out += c == ',' ? std::string(",,") : std::string(1, c);
-  return out;
-}
-
 CacheMode map_cache(const std::string& name, const std::string& cache) {
   if (cache == "writeback") return CacheMode::kWriteback;
   if (cache == "writethrough") return CacheMode::kWritethrough;

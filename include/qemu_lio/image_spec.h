@@ -42,6 +42,9 @@ struct ImageSpec {
 /// Splits a QEMU-style option string on ',' where ",," stands for a literal ','.
 std::vector<std::string> split_qemu_opts(std::string_view s);
 
+/// The inverse of split_qemu_opts() for one value: ',' becomes ",,".
+std::string escape_commas(const std::string& v);
+
 /// Parses SPEC. Throws UsageError naming the key for unknown keys or bad values.
 ImageSpec parse_image_spec(std::string_view spec);
 

@@ -4,7 +4,7 @@
 #
 #   tests/vm/vm-run.sh tests/vm/selftest.sh
 #
-# 1. configfs-manual: the seed document's (LIO-in-eve.md) manual sequence, corrected, for a
+# 1. configfs-manual: the seed document's (docs/manual-procedure.md) manual sequence, corrected, for a
 #    64 MiB image; checks the objects; tears down in kernel order; configfs must be back to
 #    its starting snapshot.
 # 2. nested-guest-io: the same objects serve a nested QEMU guest through vhost-scsi-pci; the

@@ -39,7 +39,7 @@ new_image() {  # PATH SIZE-MB
 
 qlio() { "$QEMU_LIO" --state-dir "$STATE_DIR" "$@"; }
 
-# Objects made by the seed's manual sequence (LIO-in-eve.md), typos fixed: naa. not nna.,
+# Objects made by the seed's manual sequence (docs/manual-procedure.md), typos fixed: naa. not nna.,
 # block_size written after enable (enable resets it), the fabric dir made by mkdir -p.
 seed_manual_up() {  # IMG SERIAL WWN NEXUS
   local img=$1 size

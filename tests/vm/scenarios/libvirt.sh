@@ -33,8 +33,8 @@ chmod 644 "$WORK/guest.img"
 # --- libvirtd -----------------------------------------------------------------------------
 
 mkdir -p /etc/libvirt/hooks/qemu.d
-# What the package installs (scripts/libvirt-hook.in), pointed at the binary under test.
-printf '#!/bin/sh\nexec %s libvirt-hook "$@"\n' "$QEMU_LIO" > /etc/libvirt/hooks/qemu.d/qemu-lio
+# The script the package installs (packaging/libvirt-hook.in), pointed at the binary under test.
+sed "s|@QEMU_LIO_BIN@|$QEMU_LIO|g" "$here/../../../packaging/libvirt-hook.in" > /etc/libvirt/hooks/qemu.d/qemu-lio
 chmod 755 /etc/libvirt/hooks/qemu.d/qemu-lio
 # stdio_handler: no virtlogd in the VM. dynamic_ownership off: libvirt would chown the
 # guest's kernel, which lives on the read-only host tree. namespaces: libvirt cannot build
