@@ -39,7 +39,9 @@ int list_command(const RunOptions& opts, ConfigFs& fs) {
 int check_command(const RunOptions& opts) {
   int failed = 0;
   for (const CheckItem& c : preflight(opts.configfs, opts.qemu)) {
-    if (c.ok) {
+    if (c.info) {
+      fmt::print("info  {}\n", c.what);
+    } else if (c.ok) {
       fmt::print("ok    {}\n", c.what);
     } else {
       ++failed;

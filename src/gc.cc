@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <thread>
@@ -15,21 +16,6 @@
 
 namespace qemu_lio {
 namespace {
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
 
 }  // namespace
 
@@ -115,30 +101,32 @@ std::vector<std::string> wait_for_leaving_runs(const std::string& state_dir,
 std::string render_statuses(const std::vector<VmStatus>& vms, bool json) {
   std::string out;
   if (json) {
-    out += "[";
-    for (size_t i = 0; i < vms.size(); ++i) {
-      const VmStatus& s = vms[i];
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    auto pid_or_null = [](const std::optional<ProcessId>& p) {
+      return p ? nlohmann::ordered_json(p->pid) : nlohmann::ordered_json(nullptr);
+    };
+    for (const VmStatus& s : vms) {
       const JournalContents& j = s.journal;
-      out += i ? ",\n " : "\n ";
-      out += fmt::format("{{\"name\": {}, \"state\": {}, \"wrapper_pid\": {}, \"wrapper_alive\": {}, "
-                         "\"owner_pid\": {}, \"owner_alive\": {}, \"backstop_pid\": {}, \"backstop_alive\": {}, "
-                         "\"objects_present\": {}, "
-                         "\"objects_missing\": {}, \"journal\": {}, \"disks\": [",
-                         json_string(j.vm_name), json_string(s.state), j.wrapper.pid,
-                         s.wrapper_alive ? "true" : "false",
-                         j.owner ? std::to_string(j.owner->pid) : "null",
-                         s.owner_alive ? "true" : "false",
-                         j.backstop ? std::to_string(j.backstop->pid) : "null",
-                         s.backstop_alive ? "true" : "false", s.objects_present, s.objects_missing,
-                         json_string(j.file));
-      for (size_t k = 0; k < j.images.size(); ++k)
-        out += fmt::format("{}{{\"image\": {}, \"backstore\": {}, \"wwn\": {}}}", k ? ", " : "",
-                           json_string(j.images[k].path), json_string(j.images[k].backstore),
-                           json_string(j.images[k].wwn));
-      out += "]}";
+      nlohmann::ordered_json disks = nlohmann::ordered_json::array();
+      for (const auto& img : j.images)
+        disks.push_back({{"image", img.path}, {"backstore", img.backstore}, {"wwn", img.wwn}});
+      list.push_back({{"name", j.vm_name},
+                      {"state", s.state},
+                      {"wrapper_pid", j.wrapper.pid},
+                      {"wrapper_alive", s.wrapper_alive},
+                      {"owner_pid", pid_or_null(j.owner)},
+                      {"owner_alive", s.owner_alive},
+                      {"backstop_pid", pid_or_null(j.backstop)},
+                      {"backstop_alive", s.backstop_alive},
+                      {"objects_present", s.objects_present},
+                      {"objects_missing", s.objects_missing},
+                      {"libvirt_uuid", j.libvirt_uuid.empty() ? nlohmann::ordered_json(nullptr)
+                                                              : nlohmann::ordered_json(j.libvirt_uuid)},
+                      {"journal", j.file},
+                      {"disks", disks}});
     }
-    out += vms.empty() ? "]\n" : "\n]\n";
-    return out;
+    // Journal fields come from files: a name that is not UTF-8 is replaced, never fatal.
+    return list.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   }
   for (const VmStatus& s : vms) {
     const JournalContents& j = s.journal;

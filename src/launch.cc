@@ -20,6 +20,7 @@
 #include "qemu_lio/log.h"
 #include "qemu_lio/plan_builder.h"
 #include "qemu_lio/provisioned_run.h"
+#include "qemu_lio/qemu_caps.h"
 #include "qemu_lio/readconfig.h"
 #include "qemu_lio/shell_script.h"
 #include "qemu_lio/supervisor.h"
@@ -86,6 +87,12 @@ std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, const Prepar
                                           "QEMU as root (user = \"root\" in /etc/libvirt/qemu.conf) "
                                           "or use qemu-lio's libvirt hook (qemu-lio(8), LIBVIRT)",
                                           ::geteuid()));
+  // Before anything exists: a QEMU without vhost-scsi-pci would only fail once the disks
+  // were made. (The hook has no QEMU command line: libvirt's QEMU is libvirt's.)
+  if (!p.qemu_argv.empty()) {
+    const std::string exe = p.exe.empty() ? find_executable(p.qemu_argv.front()) : p.exe;
+    if (!exe.empty()) require_vhost_scsi(cached_qemu_caps(exe, req.state_dir), exe);
+  }
   prepare_lio(req.configfs);
   if (!fs.exists("target/core"))
     throw Error(req.configfs + "/target", "LIO is not available: load target_core_mod, "

@@ -1,4 +1,5 @@
 #include "qemu_lio/lio_setup.h"
+#include "qemu_lio/qemu_caps.h"
 
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -110,22 +111,14 @@ std::vector<CheckItem> preflight(const std::string& root, const std::string& qem
                    "kernel older than 4.18: use cache=writeback or writethrough"});
   std::string exe = find_executable(qemu);
   if (!exe.empty() && ::access(exe.c_str(), X_OK) != 0) exe.clear();
-  bool has_vhost = false;
-  if (!exe.empty()) {
-    try {
-      bp::ipstream out;
-      bp::child c(bp::exe = exe, bp::args = std::vector<std::string>{"-device", "help"},
-                  bp::std_out > out, bp::std_err > bp::null, bp::std_in < bp::null);
-      std::string line;
-      while (std::getline(out, line))
-        if (line.find("\"vhost-scsi-pci\"") != std::string::npos) has_vhost = true;
-      c.wait();
-    } catch (const std::exception&) {
-    }
-  }
-  items.push_back({qemu + " offers vhost-scsi-pci", has_vhost,
+  const QemuCaps caps = exe.empty() ? QemuCaps{} : probe_qemu_caps(exe);
+  items.push_back({qemu + " offers vhost-scsi-pci", caps.vhost_scsi_pci,
                    exe.empty() ? qemu + " not found: install qemu-system-x86 or pass --qemu PATH"
                                : qemu + " lacks vhost-scsi-pci: use a QEMU built with vhost-scsi"});
+  if (caps.vhost_scsi_pci)
+    items.push_back({fmt::format("{} vhost-scsi-pci worker_per_virtqueue: {}", qemu,
+                                 caps.worker_per_virtqueue ? "yes" : "no (QEMU 9.0 and later)"),
+                     true, "", true});
   return items;
 }
 

@@ -20,6 +20,7 @@ struct CheckItem {
   std::string what;
   bool ok = false;
   std::string detail;  ///< the fix when not ok
+  bool info = false;   ///< a finding, not a requirement: never fails the check
 };
 
 /// Runs the preflight (root, configfs, modules, /dev/vhost-scsi, fd_async_io support,

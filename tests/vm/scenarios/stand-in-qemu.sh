@@ -10,6 +10,12 @@
 #                     process exits 0 once the pidfile is written
 #     count-int:FILE  every SIGINT appends a line to FILE; SIGTERM exits 0
 #   STANDIN_READY=FILE  touched once wait-term / count-int wait (daemonize: once the daemon runs)
+# qemu-lio's capability probe (-device help, then -device vhost-scsi-pci,help): answer as a
+# QEMU with vhost-scsi-pci would, and do nothing else (no argv record, no STANDIN_RUN).
+case "$*" in
+  *"-device help"*) echo 'name "virtio-blk-pci", bus PCI'; echo 'name "vhost-scsi-pci", bus PCI'; exit 0 ;;
+  *"-device vhost-scsi-pci,help"*) echo 'vhost-scsi-pci options:'; echo '  wwpn=<str>'; exit 0 ;;
+esac
 [ -z "${STANDIN_ARGV:-}" ] || printf '%s\n' "$@" > "$STANDIN_ARGV"
 [ -z "${STANDIN_RUN:-}" ] || bash -c "$STANDIN_RUN"
 end=${STANDIN_END:-exit:0}
