@@ -1,8 +1,10 @@
-# Runs inside the nested guest (busybox sh). Every disk the host prepared starts with
-# "QEMU-LIO-DISK-NN"; the guest checks it and answers "GUEST-WROTE-NN" at 1 MiB.
+# Runs inside the nested guest (busybox sh). Every disk the host prepared, vhost-scsi
+# (/dev/sd?) or virtio (/dev/vd?), starts with "QEMU-LIO-DISK-NN"; the guest checks it and
+# answers "GUEST-WROTE-NN" at 1 MiB. The last line must stay "exit $rc": libvirt.sh runs
+# this without it, followed by libvirt-guest.sh.
 rc=0
 n=0
-for d in /dev/sd?; do
+for d in /dev/sd? /dev/vd?; do
   [ -b "$d" ] || continue
   n=$((n + 1))
   p=$(dd if="$d" bs=16 count=1 2>/dev/null)

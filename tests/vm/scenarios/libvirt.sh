@@ -27,7 +27,8 @@ mkdir -p "$WORK/bin" "$T/vhost"
 ln -s "$QEMU_LIO" "$WORK/bin/qemu-system-x86_64"
 GUEST_WAIT=${GUEST_WAIT:-600}   # a nested boot under TCG: 40..300 s measured
 
-"$MAKE_GUEST_INITRD" "$WORK/guest.img" "$here/libvirt-guest.sh" /dev/sda /dev/vda || fail "guest initrd"
+{ sed '$d' "$here/guest-disks.sh"; cat "$here/libvirt-guest.sh"; } > "$WORK/guest.sh"
+"$MAKE_GUEST_INITRD" "$WORK/guest.img" "$WORK/guest.sh" /dev/sda /dev/vda || fail "guest initrd"
 chmod 644 "$WORK/guest.img"
 
 # --- libvirtd -----------------------------------------------------------------------------
