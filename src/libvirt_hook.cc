@@ -50,6 +50,11 @@ void stop_process(const ProcessId& p) {
 }
 
 int prepare_domain(const RunOptions& opts, const LibvirtDomain& d, ConfigFs& fs) {
+  // The domain is starting, so a set of it whose QEMU is gone is left over (a start that
+  // libvirtd never released: it died, or the host's libvirtd was replaced). Its disks are
+  // this start's: remove it now rather than refuse the start until its backstop gives up.
+  if (int left = release_libvirt_domain(fs, opts.state_dir, d.uuid); left > 0)
+    throw Error("domain " + d.name, fmt::format("{} LIO object(s) of an earlier start could not be removed", left));
   LaunchRequest req;
   req.config = load_config();
   req.configfs = opts.configfs;

@@ -134,6 +134,12 @@ define_hook() {
   V define "$WORK/$1.xml" >/dev/null || fail "virsh define $1"
 }
 
+# The backstop pid `qemu-lio list --json` names for the VM (libvirt domains keep their name).
+backstop_of() {
+  "$QEMU_LIO" list --json | python3 -c '
+import json, sys
+print(next((v["backstop_pid"] for v in json.load(sys.stdin) if v["name"] == sys.argv[1]), None))' "$1"
+}
 console_has() { grep -q "$2" "$WORK/$1.console" 2>/dev/null; }
 show_console() { echo "  last lines of $1's console:"; tail -n 25 "$WORK/$1.console" 2>/dev/null | sed 's/^/  | /'; }
 state_is() { [ "$(V domstate "$1" 2>/dev/null | head -n 1)" = "$2" ]; }
@@ -163,9 +169,21 @@ run_to_guest_poweroff() {  # NAME USER
   check_tracked_pid "$name" "$2"
   running=$(configfs_snapshot)
   [ "$running" != "$before" ] || fail "no LIO objects while the guest runs"
-  # libvirtd restarts: reconnect must not lose the running domain's disks.
+  # libvirtd restarts: reconnect must not lose the running domain's disks. In hook mode the
+  # set's backstop is killed first: reconnect must give the set a new one.
+  local old_backstop=""
+  if [ "$2" != root ]; then
+    old_backstop=$(backstop_of "$name")
+    [ "$old_backstop" != None ] || fail "no backstop for $name"
+    kill -9 "$old_backstop"
+  fi
   stop_libvirtd
   start_libvirtd
+  if [ -n "$old_backstop" ]; then
+    wait_for 30 eval '[ "$(backstop_of "$name")" != "$old_backstop" ]' || fail "reconnect started no backstop"
+    kill -0 "$(backstop_of "$name")" || fail "the new backstop is not running"
+    log "$name: reconnect re-armed the backstop ($old_backstop -> $(backstop_of "$name"))"
+  fi
   wait_for 60 state_is "$name" running || fail "domain not running after the libvirtd restart"
   assert_eq "$running" "$(configfs_snapshot)" "LIO objects after the libvirtd restart"
   log "$name: libvirtd restarted, the domain kept its disks"
