@@ -154,78 +154,72 @@ check_tracked_pid() {  # NAME USER
   assert_eq "$(id -u "$2")" "$uid" "QEMU's user"
 }
 
-# One boot: I/O on both disks, libvirtd restarted under the running guest, then the guest
-# powers itself off once it reads STOP through its vhost disk. Configfs is clean after.
-run_to_guest_poweroff() {  # NAME USER
-  local name=$1 before running
-  before=$(configfs_snapshot)
-  : > "$WORK/$name.console"; chmod 666 "$WORK/$name.console"
-  V start "$name" >/dev/null || fail "virsh start $name"
-  wait_for "$GUEST_WAIT" console_has "$name" 'GUEST-IO-OK' || { show_console "$name"; fail "guest I/O never finished"; }
-  console_has "$name" 'GUEST-IO-OK 2 rc=0' || { show_console "$name"; fail "guest did not see both disks"; }
-  assert_eq GUEST-WROTE-01 "$(guest_bytes "$WORK/$name-vhost.raw")" "the guest's bytes in the vhost image"
-  assert_eq GUEST-WROTE-02 "$(guest_bytes "$WORK/$name-virtio.raw")" "the guest's bytes in libvirt's image"
-  log "$name: guest I/O done on both disks"
-  check_tracked_pid "$name" "$2"
-  running=$(configfs_snapshot)
-  [ "$running" != "$before" ] || fail "no LIO objects while the guest runs"
-  # libvirtd restarts: reconnect must not lose the running domain's disks. In hook mode the
-  # set's backstop is killed first: reconnect must give the set a new one.
-  local old_backstop=""
-  if [ "$2" != root ]; then
-    old_backstop=$(backstop_of "$name")
-    [ "$old_backstop" != None ] || fail "no backstop for $name"
-    kill -9 "$old_backstop"
-  fi
-  stop_libvirtd
-  start_libvirtd
-  if [ -n "$old_backstop" ]; then
-    wait_for 30 eval '[ "$(backstop_of "$name")" != "$old_backstop" ]' || fail "reconnect started no backstop"
-    kill -0 "$(backstop_of "$name")" || fail "the new backstop is not running"
-    log "$name: reconnect re-armed the backstop ($old_backstop -> $(backstop_of "$name"))"
-  fi
-  wait_for 60 state_is "$name" running || fail "domain not running after the libvirtd restart"
-  assert_eq "$running" "$(configfs_snapshot)" "LIO objects after the libvirtd restart"
-  log "$name: libvirtd restarted, the domain kept its disks"
-  printf 'STOP' | dd of="$WORK/$name-vhost.raw" bs=1M seek=2 conv=notrunc status=none
-  wait_for "$GUEST_WAIT" console_has "$name" 'GUEST-STOP-SEEN' || { show_console "$name"; fail "the guest stopped reading its disk"; }
-  wait_for 120 state_is "$name" "shut off" || { show_console "$name"; fail "the guest did not power off"; }
-  wait_for 60 configfs_is "$before" || { diff <(echo "$before") <(configfs_snapshot) | head; fail "configfs not clean after the guest's power-off"; }
-  console_has "$name" 'GUEST-EXIT 0' || { show_console "$name"; fail "guest script failed"; }
-  log "$name: guest powered off, configfs clean"
-}
-
-# Another boot, ended by virsh destroy as soon as its disks exist.
-run_to_destroy() {  # NAME
-  local name=$1 before
-  before=$(configfs_snapshot)
-  : > "$WORK/$name.console"; chmod 666 "$WORK/$name.console"
-  V start "$name" >/dev/null || fail "virsh start $name"
-  wait_for 60 eval '! configfs_is "$before"' || fail "no LIO objects after the start"
-  V destroy "$name" >/dev/null || fail "virsh destroy $name"
-  wait_for 60 configfs_is "$before" || { diff <(echo "$before") <(configfs_snapshot) | head; fail "configfs not clean after virsh destroy"; }
-  log "$name: destroyed, configfs clean"
-}
+user_of() { case $1 in hook-*) echo libvirt-qemu ;; *) echo root ;; esac; }
+targets() { ls "$T/vhost" | awk '/^naa\./ { n++ } END { print n + 0 }'; }
 
 # --- scenarios ----------------------------------------------------------------------------
 
-scenario_dropin_pc() {
+DOMAINS=(dropin-pc dropin-q35 hook-pc)
+
+# The three domains boot at once (the test VM has two vCPUs; one after another they cost
+# three nested boots). Each: I/O on both disks, libvirt's pid is QEMU's, libvirtd restarted
+# under it (the hook set's backstop killed first, so reconnect must re-arm it), then the guest
+# powers itself off once it reads STOP through its vhost disk, still there after the restart.
+# Then each boots again and is ended by virsh destroy. Configfs is clean after each round.
+scenario_three_domains() {
+  local d before running old_backstop
   define_dropin dropin-pc pc
-  run_to_guest_poweroff dropin-pc root
-  run_to_destroy dropin-pc
-}
-
-scenario_dropin_q35() {
   define_dropin dropin-q35 q35
-  run_to_guest_poweroff dropin-q35 root
-  run_to_destroy dropin-q35
-}
-
-scenario_hook() {
   define_hook hook-pc pc
-  run_to_guest_poweroff hook-pc libvirt-qemu
-  run_to_destroy hook-pc
+  before=$(configfs_snapshot)
+  for d in "${DOMAINS[@]}"; do
+    : > "$WORK/$d.console"; chmod 666 "$WORK/$d.console"
+    V start "$d" >/dev/null || fail "virsh start $d"
+  done
+  for d in "${DOMAINS[@]}"; do
+    wait_for "$GUEST_WAIT" console_has "$d" 'GUEST-IO-OK' || { show_console "$d"; fail "$d: guest I/O never finished"; }
+    console_has "$d" 'GUEST-IO-OK 2 rc=0' || { show_console "$d"; fail "$d: guest did not see both disks"; }
+    assert_eq GUEST-WROTE-01 "$(guest_bytes "$WORK/$d-vhost.raw")" "$d: the guest's bytes in the vhost image"
+    assert_eq GUEST-WROTE-02 "$(guest_bytes "$WORK/$d-virtio.raw")" "$d: the guest's bytes in libvirt's image"
+    check_tracked_pid "$d" "$(user_of "$d")"
+    log "$d: guest I/O done on both disks; libvirt tracks QEMU, running as $(user_of "$d")"
+  done
+  running=$(configfs_snapshot)
+  assert_eq 3 "$(targets)" "vhost targets while the three guests run"
+  old_backstop=$(backstop_of hook-pc)
+  [ "$old_backstop" != None ] || fail "no backstop for hook-pc"
+  kill -9 "$old_backstop"
+  stop_libvirtd
+  start_libvirtd
+  for d in "${DOMAINS[@]}"; do
+    wait_for 60 state_is "$d" running || fail "$d: not running after the libvirtd restart"
+  done
+  wait_for 30 eval '[ "$(backstop_of hook-pc)" != "$old_backstop" ]' || fail "reconnect started no backstop"
+  kill -0 "$(backstop_of hook-pc)" || fail "the new backstop is not running"
+  assert_eq "$running" "$(configfs_snapshot)" "LIO objects after the libvirtd restart"
+  log "libvirtd restarted: every domain kept its disks; hook-pc's backstop re-armed ($old_backstop -> $(backstop_of hook-pc))"
+  for d in "${DOMAINS[@]}"; do
+    printf 'STOP' | dd of="$WORK/$d-vhost.raw" bs=1M seek=2 conv=notrunc status=none
+  done
+  for d in "${DOMAINS[@]}"; do
+    wait_for "$GUEST_WAIT" console_has "$d" 'GUEST-STOP-SEEN' || { show_console "$d"; fail "$d: the guest stopped reading its disk"; }
+    wait_for 120 state_is "$d" "shut off" || { show_console "$d"; fail "$d: the guest did not power off"; }
+    console_has "$d" 'GUEST-EXIT 0' || { show_console "$d"; fail "$d: guest script failed"; }
+  done
+  wait_for 60 configfs_is "$before" || { diff <(echo "$before") <(configfs_snapshot) | head; fail "configfs not clean after the guests' power-off"; }
+  log "the three guests powered off; configfs clean"
+
+  for d in "${DOMAINS[@]}"; do
+    : > "$WORK/$d.console"
+    V start "$d" >/dev/null || fail "virsh start $d (second boot)"
+  done
+  wait_for 60 eval '[ "$(targets)" = 3 ]' || fail "not three vhost targets after the second start"
+  for d in "${DOMAINS[@]}"; do
+    V destroy "$d" >/dev/null || fail "virsh destroy $d"
+  done
+  wait_for 60 configfs_is "$before" || { diff <(echo "$before") <(configfs_snapshot) | head; fail "configfs not clean after virsh destroy"; }
   [ -z "$(ls /run/qemu-lio/*.journal 2>/dev/null)" ] || fail "journals left: $(ls /run/qemu-lio)"
+  log "the three domains destroyed; configfs clean, no journal left"
 }
 
 # A <lio:disk> whose image is missing: libvirt refuses the start with qemu-lio's one line,
@@ -242,9 +236,7 @@ scenario_hook_refuses_bad_disk() {
   state_is hook-bad "shut off" || fail "domain state: $(V domstate hook-bad)"
 }
 
-scenario dropin-pc scenario_dropin_pc
-scenario dropin-q35 scenario_dropin_q35
-scenario hook scenario_hook
+scenario three-domains scenario_three_domains
 scenario hook-refuses-bad-disk scenario_hook_refuses_bad_disk
 stop_libvirtd
 scenarios_summary
