@@ -89,9 +89,12 @@ std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, const Prepar
                                           ::geteuid()));
   // Before anything exists: a QEMU without vhost-scsi-pci would only fail once the disks
   // were made. (The hook has no QEMU command line: libvirt's QEMU is libvirt's.)
+  // Only a program named like QEMU is asked: `run -- numactl ... qemu-system-x86_64` must
+  // not have numactl run as root with QEMU's probe arguments.
   if (!p.qemu_argv.empty()) {
     const std::string exe = p.exe.empty() ? find_executable(p.qemu_argv.front()) : p.exe;
-    if (!exe.empty()) require_vhost_scsi(cached_qemu_caps(exe, req.state_dir), exe);
+    if (!exe.empty() && exe.substr(exe.rfind('/') + 1).find("qemu") != std::string::npos)
+      require_vhost_scsi(cached_qemu_caps(exe, req.state_dir), exe);
   }
   prepare_lio(req.configfs);
   if (!fs.exists("target/core"))
@@ -169,13 +172,31 @@ int run_exec(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const Si
 
 enum class Mode { kDryRun, kSupervised, kDaemonized, kExec };
 
+// The inode of the host's own pid namespace (the kernel's PROC_PID_INIT_INO).
+constexpr const char* kInitialPidNamespace = "pid:[4026531836]";
+
+// Exec'd as the init of a pid namespace (a container's task), QEMU would be that init; as
+// the only child of that init (tini, dumb-init, sh -c), its exit ends the init. Either way
+// the kernel then kills the rest of the namespace, the backstop mid-teardown with it.
+bool exec_would_end_the_namespace() {
+  if (::getpid() == 1) return true;
+  if (::getppid() != 1) return false;
+  char ns[64];
+  ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+  if (n <= 0) return false;
+  ns[n] = '\0';
+  return std::string(ns) != kInitialPidNamespace;  // the host's init (systemd) is no such case
+}
+
 Mode mode_for(const LaunchRequest& req) {
   if (req.dry_run) return Mode::kDryRun;
-  // As the init of a pid namespace (a container's task) exec would make QEMU the init, and
-  // when it exits the kernel kills the rest of the namespace, the backstop with it: nobody
-  // would tear down. Supervising keeps the teardown in the init, which the launcher tracks.
-  if (req.config.mode.value_or(req.default_mode) == LaunchMode::kExec && ::getpid() != 1)
-    return Mode::kExec;
+  if (req.config.mode.value_or(req.default_mode) == LaunchMode::kExec) {
+    if (!exec_would_end_the_namespace()) return Mode::kExec;
+    // Supervising keeps the teardown in the process the container waits for.
+    if (req.config.mode)
+      log_warning("exec mode: QEMU would end this container's pid namespace, and the teardown "
+                  "with it; supervising instead");
+  }
   return req.qemu.daemonize ? Mode::kDaemonized : Mode::kSupervised;
 }
 

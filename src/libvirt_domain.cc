@@ -115,6 +115,12 @@ std::optional<LibvirtDomain> parse_libvirt_domain(const std::string& xml) {
   return d;
 }
 
+std::string libvirt_domain_uuid(const std::string& xml) {
+  pugi::xml_document doc;
+  if (!doc.load_buffer(xml.data(), xml.size())) return "";
+  return doc.child("domain").child_value("uuid");
+}
+
 std::string libvirt_xml_for(const std::string& file, const ImageSpec& spec, const std::string& wwn) {
   if (spec.bootindex || spec.num_queues || spec.id || spec.bus || spec.addr || spec.max_sectors != 16384)
     throw UsageError("image " + spec.path,

@@ -41,11 +41,13 @@ bool qemu_alive(const JournalContents& j) {
   return !j.pidfile.empty() && find_daemon(j.pidfile, j.wrapper.start_time).has_value();
 }
 
-// SIGKILL through a pidfd checked against the identity: a recycled pid is never hit.
+// SIGKILL through a pidfd checked against the identity, so a recycled pid is never hit;
+// without pidfds (before 5.3, or refused by seccomp) a plain kill right after the same check.
 void stop_process(const ProcessId& p) {
   UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0)));
-  if (fd.get() < 0 || !process_alive(p)) return;
-  ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+  if (!process_alive(p)) return;
+  if (fd.get() < 0 || ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0) != 0)
+    ::kill(p.pid, SIGKILL);
   wait_until_gone(p);
 }
 
@@ -103,21 +105,30 @@ int libvirt_hook(const RunOptions& opts, const std::string& xml, ConfigFs& fs) {
     throw UsageError("libvirt-hook", "expects DOMAIN OPERATION SUB-OPERATION [EXTRA], as libvirt passes them");
   const std::string& op = opts.args[1];
   const std::string& sub = opts.args[2];
+  const std::string& domain = opts.args[0];
   // migrate and restore may rewrite the XML through stdout; an empty output keeps it.
-  if (op != "prepare" && op != "release" && op != "reconnect") return 0;
-  std::optional<LibvirtDomain> d = parse_libvirt_domain(xml);
-  if (!d) return 0;
-  if (op == "prepare" && sub == "begin") return prepare_domain(opts, *d, fs);
-  if (op == "release" && sub == "end") {
-    int left = release_libvirt_domain(fs, opts.state_dir, d->uuid);
-    if (left > 0) {
-      log_error(fmt::format("domain {}: {} LIO object(s) could not be removed; 'qemu-lio gc' retries",
-                            d->name, left));
-      return exit_code::kTeardownFailed;
-    }
-    return 0;
+  if (op == "prepare" && sub == "begin") {
+    std::optional<LibvirtDomain> d = parse_libvirt_domain(xml);
+    return d ? prepare_domain(opts, *d, fs) : 0;
   }
-  if (op == "reconnect" && sub == "begin") rearm_libvirt_domain(opts.configfs, opts.state_dir, d->uuid);
+  const bool release = op == "release" && sub == "end";
+  const bool reconnect = op == "reconnect" && sub == "begin";
+  if (!release && !reconnect) return 0;
+  // Only prepare may fail: libvirt kills a running domain whose reconnect hook fails, and a
+  // release that failed would change nothing libvirt can act on. Whatever goes wrong here is
+  // logged, and the backstop (or gc) finishes the job.
+  try {
+    const std::string uuid = libvirt_domain_uuid(xml);
+    if (uuid.empty()) return 0;
+    if (reconnect) {
+      rearm_libvirt_domain(opts.configfs, opts.state_dir, uuid);
+    } else if (int left = release_libvirt_domain(fs, opts.state_dir, uuid); left > 0) {
+      log_error(fmt::format("domain {}: {} LIO object(s) could not be removed; 'qemu-lio gc' retries",
+                            domain, left));
+    }
+  } catch (const std::exception& e) {
+    log_error(fmt::format("domain {}: {} {}: {}", domain, op, sub, e.what()));
+  }
   return 0;
 }
 

@@ -129,8 +129,9 @@ QemuCaps cached_qemu_caps(const std::string& exe, const std::string& state_dir) 
     // unreadable or from another version: probe again and overwrite it
   }
   QemuCaps c = probe_qemu_caps(exe);
-  // Only a real answer is kept: a QEMU that did not answer this time is asked next time.
-  if (!c.is_qemu) return c;
+  // Only a yes is kept: a refusal is asked again next time, because the key cannot see
+  // through a wrapper script (Debian's kvm) whose QEMU changed while the script did not.
+  if (!c.vhost_scsi_pci) return c;
   try {
     ensure_state_dir(state_dir);
     ::mkdir(dir.c_str(), 0700);

@@ -37,6 +37,11 @@ struct LibvirtDomain {
 /// metadata that is ours but wrong, or a <lio:disk> that no vhost <hostdev> uses.
 std::optional<LibvirtDomain> parse_libvirt_domain(const std::string& xml);
 
+/// The domain's <uuid>, or "" if the XML has none or cannot be parsed. release and
+/// reconnect need nothing else: they act on the journals made for that UUID, whatever the
+/// XML says now (a hostdev detached or metadata edited while the domain ran).
+std::string libvirt_domain_uuid(const std::string& xml);
+
 /// The <hostdev> and the metadata element for one image (`file` canonical, `spec` as the
 /// user gave it, `wwn` its target), ready to paste into `virsh edit`.
 std::string libvirt_xml_for(const std::string& file, const ImageSpec& spec, const std::string& wwn);

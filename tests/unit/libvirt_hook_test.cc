@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_configfs.h"
+#include "qemu_lio/error.h"
 #include "qemu_lio/journal.h"
 #include "qemu_lio/plan_builder.h"
 #include "qemu_lio/provisioner.h"
@@ -127,6 +128,29 @@ TEST_F(LibvirtHookTest, OnlyPrepareReleaseAndReconnectOfOurDomainsAct) {
   EXPECT_EQ(fs_.snapshot(), before);
   EXPECT_EQ(libvirt_hook(o, ours, fs_), 0);
   EXPECT_EQ(fs_.snapshot(), initial_);
+}
+
+// The <hostdev> was detached or the metadata edited while the domain ran: release still
+// removes what was made for the domain's UUID, and neither release nor reconnect ever fails
+// (libvirt kills a running domain whose reconnect hook fails).
+TEST_F(LibvirtHookTest, ReleaseAndReconnectGoByUuidAndNeverFail) {
+  provision("dom", kUuid, dead_process(), dead_process(), std::nullopt);
+  const std::string changed = std::string("<domain><name>dom</name><uuid>") + kUuid +
+                              "</uuid><metadata><lio:disks xmlns:lio='urn:qemu-lio:libvirt:1'>"
+                              "<lio:disk wwpn='naa.5001405aabbccdd0' file='/img/dom.raw'/></lio:disks>"
+                              "</metadata><devices/></domain>";
+  RunOptions o;
+  o.state_dir = state_;
+  o.configfs = "/nonexistent";  // a backstop cannot even be started: still no failure
+  o.args = {"dom", "reconnect", "begin", "-"};
+  EXPECT_EQ(libvirt_hook(o, changed, fs_), 0);
+  o.args = {"dom", "release", "end", "-"};
+  EXPECT_EQ(libvirt_hook(o, "<domain><name>dom</name><uuid>", fs_), 0);  // unparseable
+  EXPECT_EQ(libvirt_hook(o, changed, fs_), 0);
+  EXPECT_EQ(fs_.snapshot(), initial_);
+  // prepare, the one that may refuse, still checks the XML.
+  o.args = {"dom", "prepare", "begin", "-"};
+  EXPECT_THROW(libvirt_hook(o, changed, fs_), Error);
 }
 
 }  // namespace
