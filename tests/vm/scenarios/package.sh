@@ -52,6 +52,13 @@ scenario_install_run_remove() {
            /usr/share/doc/qemu-lio/changelog.gz; do
     assert_exists "$f"
   done
+  # libvirt's hook: linked where libvirtd looks, runs the installed binary, leaves a domain
+  # that is not qemu-lio's alone (status 0, or libvirt would refuse to start it).
+  local hook=/etc/libvirt/hooks/qemu.d/qemu-lio
+  [ -x "$hook" ] || fail "$hook: not an executable link"
+  grep -q "exec $BIN libvirt-hook" "$hook" || fail "$hook does not run $BIN: $(cat "$hook")"
+  rc=0; echo '<domain type="kvm"><name>other</name></domain>' | "$hook" other prepare begin - || rc=$?
+  assert_eq 0 "$rc" "the hook's status for a domain that is not qemu-lio's"
   # Every file the package installed, for the check after dpkg -r (directories are shared).
   files=$(dpkg-query -L qemu-lio | while read -r f; do [ -d "$f" ] || echo "$f"; done)
   [ -n "$files" ] || fail "dpkg-query -L lists no files"
