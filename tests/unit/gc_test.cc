@@ -71,17 +71,7 @@ class GcTest : public ::testing::Test {
   // `backstop` if given), its objects left in the kernel.
   std::string provision(const std::string& vm, const std::string& image, const ProcessId& wrapper,
                         std::optional<ProcessId> owner = {}, std::optional<ProcessId> backstop = {}) {
-    Plan plan = build_plan(vm, {checked_image(image)});
-    JournalWriter journal(state_, vm, wrapper);
-    for (const DiskPlan& d : plan.disks) journal.image(d.info.canonical_path, d.identity.wwn);
-    Provisioner prov(fs_, kFastRetry);
-    prov.set_observer([&](const Undo& u, bool cancelled) { journal.object(u, cancelled); });
-    prov.apply(plan);
-    prov.release();
-    journal.ready();
-    if (owner) journal.owner(*owner);
-    if (backstop) append_journal_record(journal.path(), backstop_record(*backstop));
-    return journal.path();
+    return provision_journalled(fs_, state_, vm, image, wrapper, owner, backstop, {}, kFastRetry);
   }
 
   TempDir dir_;

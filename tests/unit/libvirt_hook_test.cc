@@ -63,19 +63,11 @@ class LibvirtHookTest : public ::testing::Test {
 
   std::string provision(const std::string& vm, const std::string& uuid, const ProcessId& wrapper,
                         std::optional<ProcessId> owner, std::optional<ProcessId> backstop) {
-    Plan plan = build_plan(vm, {checked_image("/img/" + vm + ".raw")});
-    JournalWriter journal(state_, vm, wrapper);
-    journal.libvirt_domain(uuid);
-    journal.await_qemu(300);
-    for (const DiskPlan& d : plan.disks) journal.image(d.info.canonical_path, d.identity.wwn);
-    Provisioner prov(fs_);
-    prov.set_observer([&](const Undo& u, bool cancelled) { journal.object(u, cancelled); });
-    prov.apply(plan);
-    prov.release();
-    journal.ready();
-    if (owner) journal.owner(*owner);
-    if (backstop) append_journal_record(journal.path(), backstop_record(*backstop));
-    return journal.path();
+    return provision_journalled(fs_, state_, vm, "/img/" + vm + ".raw", wrapper, owner, backstop,
+                                [&](JournalWriter& j) {
+                                  j.libvirt_domain(uuid);
+                                  j.await_qemu(300);
+                                });
   }
 
   TempDir dir_;

@@ -41,6 +41,24 @@ void write_file(const std::string& path, uint64_t size, const std::string& heade
   if (!ok) throw std::runtime_error("cannot write " + path);
 }
 
+std::string provision_journalled(ConfigFs& fs, const std::string& state_dir, const std::string& vm,
+                                 const std::string& image, const ProcessId& wrapper,
+                                 std::optional<ProcessId> owner, std::optional<ProcessId> backstop,
+                                 const std::function<void(JournalWriter&)>& first, const RetryPolicy& retry) {
+  Plan plan = build_plan(vm, {checked_image(image)});
+  JournalWriter journal(state_dir, vm, wrapper);
+  if (first) first(journal);
+  for (const DiskPlan& d : plan.disks) journal.image(d.info.canonical_path, d.identity.wwn);
+  Provisioner prov(fs, retry);
+  prov.set_observer([&](const Undo& u, bool cancelled) { journal.object(u, cancelled); });
+  prov.apply(plan);
+  prov.release();
+  journal.ready();
+  if (owner) journal.owner(*owner);
+  if (backstop) append_journal_record(journal.path(), backstop_record(*backstop));
+  return journal.path();
+}
+
 CheckedImage checked_image(const std::string& spec, uint64_t size, ImageKind kind) {
   CheckedImage img;
   img.spec = parse_image_spec(spec);

@@ -9,8 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "qemu_lio/configfs.h"
 #include "qemu_lio/error.h"
+#include "qemu_lio/journal.h"
 #include "qemu_lio/plan_builder.h"
+#include "qemu_lio/provisioner.h"
 
 namespace qemu_lio {
 
@@ -38,6 +41,15 @@ void write_file(const std::string& path, uint64_t size, const std::string& heade
 /// `spec` is parsed as --image, the canonical path is the spec's path as given.
 CheckedImage checked_image(const std::string& spec, uint64_t size = 1 << 20,
                            ImageKind kind = ImageKind::kFile);
+
+/// A run as a wrapper leaves it: one disk on `image` provisioned in `fs` through a journal
+/// of `vm` under `state_dir` (after the header, `first` may add records, a libvirt domain
+/// say), then owner and backstop records if given. Returns the journal's path.
+std::string provision_journalled(ConfigFs& fs, const std::string& state_dir, const std::string& vm,
+                                 const std::string& image, const ProcessId& wrapper,
+                                 std::optional<ProcessId> owner = {}, std::optional<ProcessId> backstop = {},
+                                 const std::function<void(JournalWriter&)>& first = {},
+                                 const RetryPolicy& retry = {});
 
 /// The argv QEMU gets when `user` is the command after "--" and the plan's disks came from
 /// --image: the path `qemu-lio run` takes (scan, prepend the images, finalize).
