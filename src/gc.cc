@@ -19,6 +19,11 @@ namespace {
 
 }  // namespace
 
+bool journal_qemu_alive(const JournalContents& j) {
+  if (j.owner && process_alive(*j.owner)) return true;
+  return !j.pidfile.empty() && find_daemon(j.pidfile, j.wrapper.start_time).has_value();
+}
+
 std::vector<VmStatus> vm_statuses(ConfigFs& fs, const std::string& state_dir) {
   std::vector<VmStatus> out;
   for (const std::string& file : list_journals(state_dir)) {
@@ -30,11 +35,7 @@ std::vector<VmStatus> vm_statuses(ConfigFs& fs, const std::string& state_dir) {
       continue;
     }
     s.wrapper_alive = process_alive(s.journal.wrapper);
-    s.owner_alive = s.journal.owner && process_alive(*s.journal.owner);
-    // A QEMU that named itself in the pidfile but is not recorded yet (its recorder died
-    // first) still uses the disks: never collect them under it.
-    if (!s.owner_alive && !s.journal.pidfile.empty())
-      s.owner_alive = find_daemon(s.journal.pidfile, s.journal.wrapper.start_time).has_value();
+    s.owner_alive = journal_qemu_alive(s.journal);  // never collect disks under a live QEMU
     s.backstop_alive = s.journal.backstop && process_alive(*s.journal.backstop);
     for (const Undo& u : s.journal.undo) (object_present(fs, u) ? s.objects_present : s.objects_missing)++;
     if (!s.wrapper_alive && !s.owner_alive && !s.backstop_alive) s.state = "stale";

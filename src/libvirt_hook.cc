@@ -11,6 +11,7 @@
 #include "qemu_lio/backstop.h"
 #include "qemu_lio/config_file.h"
 #include "qemu_lio/error.h"
+#include "qemu_lio/gc.h"
 #include "qemu_lio/image_check.h"
 #include "qemu_lio/journal.h"
 #include "qemu_lio/launch.h"
@@ -34,11 +35,6 @@ std::vector<JournalContents> domain_journals(const std::string& state_dir, const
     }
   }
   return out;
-}
-
-bool qemu_alive(const JournalContents& j) {
-  if (j.owner && process_alive(*j.owner)) return true;
-  return !j.pidfile.empty() && find_daemon(j.pidfile, j.wrapper.start_time).has_value();
 }
 
 // SIGKILL through a pidfd checked against the identity, so a recycled pid is never hit;
@@ -77,7 +73,7 @@ int release_libvirt_domain(ConfigFs& fs, const std::string& state_dir, const std
   // Serialised with gc and provisioning: once its backstop is stopped the set looks stale.
   StateLock lock(state_dir);
   for (const JournalContents& j : domain_journals(state_dir, uuid)) {
-    if (qemu_alive(j)) {
+    if (journal_qemu_alive(j)) {
       log_warning(fmt::format("{}: its QEMU still runs; its disks stay", j.file));
       continue;
     }

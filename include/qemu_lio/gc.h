@@ -27,6 +27,10 @@ struct VmStatus {
   std::string state;
 };
 
+/// The set's QEMU runs: the recorded owner, or a QEMU that named itself in the journal's
+/// pidfile but is not recorded yet (its recorder died first).
+bool journal_qemu_alive(const JournalContents& j);
+
 /// Reads every journal in `state_dir` and classifies it. Unreadable journals are skipped
 /// with a warning.
 std::vector<VmStatus> vm_statuses(ConfigFs& fs, const std::string& state_dir);
