@@ -1,6 +1,6 @@
 // bench-floor: the syscall floor of provisioning and tearing down N fileio + vhost disks.
 //
-//   bench-floor [--cfs DIR] [--reps R] IMAGE...
+//   bench-floor [--cfs DIR] [--reps R] [--threads T] IMAGE...
 //   bench-floor --clock-cost N     prints the mean cost of one clock_gettime(CLOCK_MONOTONIC)
 //                                  in ns (under TCG without a vDSO clock it is a real syscall)
 //
@@ -19,16 +19,24 @@
 //                 nexus; rmdir tpgt_1, WWN, SO, HBA.
 // The one difference from qemu-lio: the HBA index is known (fileio_0..N-1 on a clean tree),
 // where qemu-lio probes fileio_0, fileio_1, ... with mkdir until one succeeds.
+//
+// --threads T (the parallel floor): the same per-disk sequences, each disk's in its order,
+// the disks spread over min(T, disks) threads that take the next disk as they finish one,
+// as qemu-lio's pool does (T = 16 there). The threads are started inside the timed region,
+// as qemu-lio has to start its own; T = 1 is the serial floor.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -76,39 +84,60 @@ long long now_ns() {
   return t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-void up(const std::vector<Disk>& disks, const std::string& vhost) {
-  for (const Disk& d : disks) {
-    mk(d.hba);
-    mk(d.so);
-    put(d.control_path, d.control);
-    put(d.udev_path, d.image);
-    put(d.enable, "1");
-    put(d.bs, "512");
-    get(d.bs);
-    put(d.serial_path, d.serial);
-    put(d.tpu, "1");
-    get(d.info);
-    get(d.info);
-    mk_ok_exists(vhost);
-    mk(d.wwn);
-    mk(d.tpgt);
-    put(d.nexus_path, d.nexus);
-    mk(d.lun);
-    if (::symlink(d.link_target.c_str(), d.link.c_str()) != 0) die("symlink", d.link);
-  }
+void up_one(const Disk& d, const std::string& vhost) {
+  mk(d.hba);
+  mk(d.so);
+  put(d.control_path, d.control);
+  put(d.udev_path, d.image);
+  put(d.enable, "1");
+  put(d.bs, "512");
+  get(d.bs);
+  put(d.serial_path, d.serial);
+  put(d.tpu, "1");
+  get(d.info);
+  get(d.info);
+  mk_ok_exists(vhost);
+  mk(d.wwn);
+  mk(d.tpgt);
+  put(d.nexus_path, d.nexus);
+  mk(d.lun);
+  if (::symlink(d.link_target.c_str(), d.link.c_str()) != 0) die("symlink", d.link);
 }
 
-void down(const std::vector<Disk>& disks) {
-  for (auto it = disks.rbegin(); it != disks.rend(); ++it) {
-    const Disk& d = *it;
-    if (::unlink(d.link.c_str()) != 0) die("unlink", d.link);
-    rm(d.lun);
-    put(d.nexus_path, "NULL");
-    rm(d.tpgt);
-    rm(d.wwn);
-    rm(d.so);
-    rm(d.hba);
+void down_one(const Disk& d) {
+  if (::unlink(d.link.c_str()) != 0) die("unlink", d.link);
+  rm(d.lun);
+  put(d.nexus_path, "NULL");
+  rm(d.tpgt);
+  rm(d.wwn);
+  rm(d.so);
+  rm(d.hba);
+}
+
+// Runs job(i) for every disk i, on `threads` threads (1: in this thread, in order).
+template <class Job>
+void each_disk(size_t disks, int threads, Job job) {
+  if (threads <= 1 || disks <= 1) {
+    for (size_t i = 0; i < disks; ++i) job(i);
+    return;
   }
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < disks; i = next++) job(i);
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < std::min<size_t>(threads, disks); ++t) pool.emplace_back(worker);
+  worker();
+  for (std::thread& t : pool) t.join();
+}
+
+void up(const std::vector<Disk>& disks, const std::string& vhost, int threads) {
+  each_disk(disks.size(), threads, [&](size_t i) { up_one(disks[i], vhost); });
+}
+
+void down(const std::vector<Disk>& disks, int threads) {
+  // Serially newest disk first, as qemu-lio's serial teardown did.
+  each_disk(disks.size(), threads, [&](size_t i) { down_one(disks[disks.size() - 1 - i]); });
 }
 
 }  // namespace
@@ -116,6 +145,7 @@ void down(const std::vector<Disk>& disks) {
 int main(int argc, char** argv) {
   std::string cfs = "/sys/kernel/config";
   int reps = 1;
+  int threads = 1;
   std::vector<std::string> images;
   if (argc == 3 && std::string(argv[1]) == "--clock-cost") {
     int n = std::atoi(argv[2]);
@@ -129,10 +159,11 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--cfs" && i + 1 < argc) cfs = argv[++i];
     else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else images.push_back(a);
   }
-  if (images.empty() || reps < 1) {
-    std::fprintf(stderr, "usage: bench-floor [--cfs DIR] [--reps R] IMAGE...\n");
+  if (images.empty() || reps < 1 || threads < 1) {
+    std::fprintf(stderr, "usage: bench-floor [--cfs DIR] [--reps R] [--threads T] IMAGE...\n");
     return 2;
   }
   const std::string core = cfs + "/target/core", vhost = cfs + "/target/vhost";
@@ -170,9 +201,9 @@ int main(int argc, char** argv) {
   }
   for (int r = 0; r < reps; ++r) {
     long long t0 = now_ns();
-    up(disks, vhost);
+    up(disks, vhost, threads);
     long long t1 = now_ns();
-    down(disks);
+    down(disks, threads);
     long long t2 = now_ns();
     std::printf("%d %lld %lld\n", r, t1 - t0, t2 - t1);
     std::fflush(stdout);

@@ -16,9 +16,11 @@ import sys
 raw, json_out = sys.argv[1], sys.argv[2]
 default_mode = sys.argv[3] if len(sys.argv) > 3 else "writeback"
 vm = os.path.join(raw, "vm")
+# What the second build (QEMU_LIO_ALT) is: run.sh sets it, e.g. "the old link (static-cxx)".
+ALT_LABEL = os.environ.get("BENCH_ALT_LABEL") or "static C++ runtime (experiment)"
 nat = os.path.join(raw, "native")
 R = {"targets": [], "control_plane": {}, "targetcli": {}, "passthrough": {}, "rss": {},
-     "data_plane": {}, "nested": {}, "machine": {}}
+     "data_plane": {}, "nested": {}, "cpu_per_io": {}, "machine": {}}
 out = []
 
 
@@ -96,8 +98,9 @@ cp = R["control_plane"]
 if ns_list:
     p("### Control plane (in the VM, TCG): provisioning and teardown, ms, median (min-max)")
     p()
-    p("| disks | tool | reps | provision | teardown | provision/disk | teardown/disk | vs floor (prov / tear) |")
-    p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    p("| disks | tool | reps | provision | teardown | provision/disk | teardown/disk | vs floor (prov / tear) "
+      "| vs parallel floor (prov / tear) |")
+    p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for n in ns_list:
     base_up = med(col(f"{vm}/cp-baseline-{n}.txt", 0))
     base_down = med(col(f"{vm}/cp-baseline-{n}.txt", 1))
@@ -106,6 +109,9 @@ for n in ns_list:
     q_down = [r[1] - base_down for r in q]
     f_up = col(f"{vm}/cp-floor-{n}.txt", 1)
     f_down = col(f"{vm}/cp-floor-{n}.txt", 2)
+    # The parallel floor (bench-floor --threads 16): the same syscalls from qemu-lio's pool.
+    fp_up = col(f"{vm}/cp-floor-par-{n}.txt", 1)
+    fp_down = col(f"{vm}/cp-floor-par-{n}.txt", 2)
     qa = rows(f"{vm}/cp-qemu-lio-alt-{n}.txt")
     qa_up = [r[0] - base_up for r in qa]
     qa_down = [r[1] - base_down for r in qa]
@@ -118,6 +124,7 @@ for n in ns_list:
                      "stime_ms": med([r[5] for r in q]) / 1e3 if q else None,
                      "maxrss_kb": max([r[6] for r in q]) if q else None},
         "floor": {"provision": stat3(f_up), "teardown": stat3(f_down)},
+        "floor_parallel": {"provision": stat3(fp_up), "teardown": stat3(fp_down)},
         "seed_script": {"provision": stat3(s_up), "teardown": stat3(s_down)},
     }
     if qa:
@@ -125,18 +132,27 @@ for n in ns_list:
     fu, fd = med(f_up), med(f_down)
     entry["ratio_qemu_lio_floor"] = {"provision": med(q_up) / fu, "teardown": med(q_down) / fd}
     entry["ratio_seed_floor"] = {"provision": med(s_up) / fu, "teardown": med(s_down) / fd}
+    fpu, fpd = med(fp_up), med(fp_down)
+    if fp_up:
+        entry["ratio_qemu_lio_floor_parallel"] = {"provision": med(q_up) / fpu, "teardown": med(q_down) / fpd}
+        entry["ratio_floor_parallel_floor"] = {"provision": fpu / fu, "teardown": fpd / fd}
     cp[str(n)] = entry
     arms = [("qemu-lio", "qemu_lio", q_up, q_down)]
     if qa:
-        arms.append(("qemu-lio, static C++ runtime (experiment)", "qemu_lio_static_experiment", qa_up, qa_down))
-    arms += [("floor", "floor", f_up, f_down), ("seed script (sh)", "seed_script", s_up, s_down)]
+        arms.append((f"qemu-lio, {ALT_LABEL}", "qemu_lio_static_experiment", qa_up, qa_down))
+    arms += [("floor", "floor", f_up, f_down)]
+    if fp_up:
+        arms += [("floor, parallel (16 threads)", "floor_parallel", fp_up, fp_down)]
+    arms += [("seed script (sh)", "seed_script", s_up, s_down)]
     for label, key, up, down in arms:
         st = entry[key]
-        ratio = ""
+        ratio = ratio_par = ""
         if key != "floor":
             ratio = f"{med(up) / fu:.2f}x / {med(down) / fd:.2f}x"
+        if fp_up and key != "floor_parallel":
+            ratio_par = f"{med(up) / fpu:.2f}x / {med(down) / fpd:.2f}x"
         p(f"| {n} | {label} | {len(up)} | {s3(st['provision'])} | {s3(st['teardown'])} | "
-          f"{fmt_ms(ms(med(up)) / n)} | {fmt_ms(ms(med(down)) / n)} | {ratio} |")
+          f"{fmt_ms(ms(med(up)) / n)} | {fmt_ms(ms(med(down)) / n)} | {ratio} | {ratio_par} |")
 
 # targetcli
 tc = rows(f"{vm}/tcli.txt")
@@ -158,7 +174,7 @@ for n in tcn:
                  f"{e['ratio_targetcli_qemu_lio']['teardown']:.0f}x")
     p(f"| {n} | targetcli ({e['commands_up']}+{e['commands_down']} commands) | {len(rs)} | "
       f"{s3(e['provision'])} | {s3(e['teardown'])} | {fmt_ms(ms(med(up)) / n)} | "
-      f"{fmt_ms(ms(med(down)) / n)} | {ratio} |")
+      f"{fmt_ms(ms(med(down)) / n)} | {ratio} | |")
 if ns_list:
     p()
     extra = []
@@ -178,7 +194,7 @@ if ns_list:
             fa = med([r[0] for r in qa0]) - med([r[0] for r in b0])
             va = med(col(f"{vm}/cp-version-alt.txt", 2)) - med(col(f"{vm}/cp-standin-total.txt", 2))
             cp["qemu_lio_static_experiment_fixed"] = {"no_disk_provision_ms": ms(fa), "version_run_ms": ms(va)}
-            extra.append(f"the static-runtime experiment: no disk adds {fmt_ms(ms(fa))} ms before QEMU; "
+            extra.append(f"{ALT_LABEL}: no disk adds {fmt_ms(ms(fa))} ms before QEMU; "
                          f"`--version` costs {fmt_ms(ms(va))} ms more than the static no-op")
     if "1" in cp:
         b = cp["1"]["spawn_baseline"]
@@ -212,8 +228,17 @@ if ns_list:
 for n in ns_list:
     e = cp[str(n)]
     r = e["ratio_qemu_lio_floor"]
-    target(f"provision <= 1.5x floor, {n} disk(s)", round(r["provision"], 2), 1.5, r["provision"] <= 1.5)
+    target(f"provision <= 1.5x floor, {n} disk(s)", round(r["provision"], 2), 1.5, r["provision"] <= 1.5,
+           "start to QEMU's exec" if n == 1 else "")
     target(f"teardown <= 1.2x floor, {n} disk(s)", round(r["teardown"], 2), 1.2, r["teardown"] <= 1.2)
+# Issue 15: parallel disks beat the serial floor (ratios to the serial floor, this run).
+for n, k, limit in ((8, "teardown", 0.4), (64, "teardown", 0.3), (8, "provision", 0.5)):
+    if str(n) in cp:
+        e = cp[str(n)]
+        r = e["ratio_qemu_lio_floor"][k]
+        par = e.get("ratio_floor_parallel_floor", {}).get(k)
+        target(f"{k} of {n} disks <= {limit}x the serial floor (parallel disks)", round(r, 2), limit,
+               r <= limit, f"the parallel floor itself: {par:.2f}x" if par else "")
 if "1" in cp:
     one = cp["1"]["qemu_lio"]
     for n in ns_list:
@@ -250,7 +275,7 @@ if os.path.exists(loop):
         add_alt = med(d["dropin-alt"]) - med(d["real"])
         R["passthrough"]["dropin_static_experiment_median_ms"] = ms(med(d["dropin-alt"]))
         R["passthrough"]["added_static_experiment_median_ms"] = ms(add_alt)
-        p(f"| same, drop-in built with a static C++ runtime (experiment) | {len(d['dropin-alt'])} | "
+        p(f"| same, drop-in built as {ALT_LABEL} | {len(d['dropin-alt'])} | "
           f"{fmt_ms(ms(med(d['real'])))} ms | {fmt_ms(ms(med(d['dropin-alt'])))} ms | {fmt_ms(ms(add_alt))} ms |")
     hf = os.path.join(nat, "passthrough-hyperfine.json")
     if os.path.exists(hf):
@@ -364,6 +389,149 @@ if R["nested"]:
 else:
     p("Not run in this run (BENCH_PARTS without `nested`). Caveat if run: under double TCG the "
       "emulated guest CPU is the bottleneck, so vhost-scsi and virtio-blk tie.")
+p()
+
+# ---- cpu per I/O (issue 15) ------------------------------------------------------------
+# bench-cpu-meter's windows (vm-bench.sh cpu_per_io) joined with the I/O counts the nested
+# guest printed. All in the test VM's CPU time, which is TCG time.
+#   busy     = CPUs x window - /proc/stat idle (NO_HZ idle time is clock-measured; the
+#              tick-sampled busy fields lose ticks under TCG)
+#   gross    = busy - the nested QEMU's vCPU thread
+#   baseline = the same per second in the `busy` window (guest CPU spinning, no I/O), scaled
+#              to the job's length: what a busy guest costs its host without any I/O
+#   net      = gross - baseline, per I/O; also column by column (QEMU's non-vCPU threads,
+#              the vhost worker, other kernel threads, everything else)
+CPU_BACKENDS = {
+    "vhost-wb": "vhost-scsi via qemu-lio, cache=writeback",
+    "vhost-none": "vhost-scsi via qemu-lio, cache=none",
+    "blk-threads": "virtio-blk, aio=threads, cache=writeback",
+    "blk-io_uring": "virtio-blk, aio=io_uring, cache=writeback (EVE's setting)",
+    "scsi-threads": "virtio-scsi, aio=threads, cache=writeback",
+}
+CPU_JOBS = {"rr4k-qd1": "4k randread qd1", "rr4k-qd32": "4k randread qd32",
+            "rw4k-qd1": "4k randwrite qd1", "rw4k-qd32": "4k randwrite qd32"}
+CPU_COLS = ("qemu_main", "qemu_workers", "vhost", "kthread", "other")
+
+def cpu_window(f):
+    keys = ("wall", "ticked", "idle", "ncpu", "vcpu", "qemu_proc", "qemu_thr", "vhost", "kthread",
+            "user", "lost")
+    w = dict(zip(keys, [int(x) for x in f[2:]]))
+    w["busy"] = w["ncpu"] * w["wall"] - w["idle"]
+    w["gross"] = w["busy"] - w["vcpu"]
+    # Columns that add up to gross: QEMU's non-vCPU CPU from the process total (it keeps
+    # exited threads); `other` is the rest (users, and busy time no live thread accounts for).
+    w["qemu"] = w["qemu_proc"] - w["vcpu"]
+    # QEMU's thread-pool workers (aio=threads) and iothreads, from the per-name line; the
+    # main loop is the rest of QEMU (the process total keeps workers that exited).
+    w["qemu_workers"] = 0
+    w["qemu_main"] = w["qemu"]
+    w["other"] = w["gross"] - w["qemu"] - w["vhost"] - w["kthread"]
+    w["threads_sum"] = w["vcpu"] + w["qemu_thr"] + w["vhost"] + w["kthread"] + w["user"]
+    return w
+
+
+def cpu_threads(w, f):
+    """Adds the per-name line ("LABEL NAME threads COMM=NS ...") to a window."""
+    names = dict(kv.rsplit("=", 1) for kv in f[3:])
+    w["qemu_workers"] = sum(int(v) for k, v in names.items()
+                            if k.startswith("qemu:") and k != "qemu:qemu-system-x86")
+    w["qemu_main"] = w["qemu"] - w["qemu_workers"]
+
+
+cpu = R["cpu_per_io"]
+cpu_reps = sorted(int(m.group(1)) for m in
+                  (re.search(r"cpu-windows-r(\d+)\.txt$", f) for f in glob.glob(f"{vm}/cpu-windows-r*.txt")) if m)
+backends = [b for b in CPU_BACKENDS if any(os.path.exists(os.path.join(vm, f"cpu-{b}-r{r}.log")) for r in cpu_reps)]
+checks = []
+per_rep = {}  # (backend, job) -> [job dict per repetition]
+for r in cpu_reps:
+    cw = {}
+    for line in open(os.path.join(vm, f"cpu-windows-r{r}.txt")):
+        f = line.split()
+        if len(f) == 13 and f[2] != "threads":
+            cw[(f[0], f[1])] = cpu_window(f)
+            checks.append(cw[(f[0], f[1])])
+        elif len(f) >= 3 and f[2] == "threads" and (f[0], f[1]) in cw:
+            cpu_threads(cw[(f[0], f[1])], f)
+    for b in backends:
+        lf = os.path.join(vm, f"cpu-{b}-r{r}.log")
+        if not os.path.exists(lf):
+            continue
+        fio = {}
+        for m in re.finditer(r"CPU-FIO (\S+) rc=(\d+) ios=(\d+) iops=([\d.]+) clat_mean_ns=([\d.]+)",
+                             open(lf, errors="replace").read()):
+            fio[m.group(1)] = {"rc": int(m.group(2)), "ios": int(m.group(3)), "iops": float(m.group(4)),
+                               "clat_us": float(m.group(5)) / 1000}
+        base, idle = cw.get((b, "busy")), cw.get((b, "idle"))
+        rate = {c: base[c] / base["wall"] for c in ("gross",) + CPU_COLS} if base else None
+        cpu.setdefault(b, {"label": CPU_BACKENDS[b], "baseline_cpu_per_s": [], "idle_cpu_per_s": [],
+                           "jobs": {}})
+        if rate:
+            cpu[b]["baseline_cpu_per_s"].append(rate["gross"])
+        if idle:
+            cpu[b]["idle_cpu_per_s"].append(idle["gross"] / idle["wall"])
+        for job in CPU_JOBS:
+            w, fr = cw.get((b, job)), fio.get(job)
+            if not w or not fr or not fr["ios"] or not rate:
+                continue
+            n = fr["ios"]
+            j = {**fr, "rep": r, "window_s": w["wall"] / 1e9, "vcpu_share": w["vcpu"] / w["wall"],
+                 "gross_us": w["gross"] / n / 1e3, "baseline_us": rate["gross"] * w["wall"] / n / 1e3}
+            j["net_us"] = j["gross_us"] - j["baseline_us"]
+            for c in CPU_COLS:
+                j[f"{c}_us"] = (w[c] - rate[c] * w["wall"]) / n / 1e3
+            per_rep.setdefault((b, job), []).append(j)
+for (b, job), js in per_rep.items():
+    agg = {"reps": js}
+    for k in ("ios", "iops", "clat_us", "gross_us", "baseline_us", "net_us") + tuple(f"{c}_us" for c in CPU_COLS):
+        agg[k] = med([x[k] for x in js])
+    agg["net_range"] = [min(x["net_us"] for x in js), max(x["net_us"] for x in js)]
+    cpu[b]["jobs"][job] = agg
+p("### Backend CPU per I/O (nested guest, TCG inside TCG)")
+p()
+if cpu:
+    p("Host (test VM) CPU per I/O in µs, without the nested QEMU's vCPU thread. `gross`: the VM's "
+      "busy time over the job minus the vCPU thread's, per I/O. `base`: the same rate while the "
+      "guest's CPU spins without I/O, scaled to the job. `net` = gross − base, split (each "
+      "column net of its own base) into QEMU's main loop, QEMU's thread-pool workers, the vhost "
+      "worker, other kernel threads (kworkers), and the rest. TCG microseconds: "
+      "compare rows with each other, not with hardware.")
+    p()
+    if len(cpu_reps) > 1:
+        p(f"Median of {len(cpu_reps)} repetitions (one nested boot per backend each); the net column "
+          "gives min-max.")
+        p()
+    p("| job | backend | I/Os | IOPS | lat ms | **net µs/IO** | gross | base | QEMU main | QEMU workers | vhost | kthreads | rest |")
+    p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for job in CPU_JOBS:
+        for b in backends:
+            j = cpu[b]["jobs"].get(job)
+            if not j or "net_us" not in j:
+                p(f"| {CPU_JOBS[job]} | {b} | n/a | | | | | | | | | | |")
+                continue
+            rng_ = (f" ({j['net_range'][0]:.0f}-{j['net_range'][1]:.0f})" if len(j["reps"]) > 1 else "")
+            p(f"| {CPU_JOBS[job]} | {b} | {j['ios']:.0f} | {j['iops']:.0f} | {j['clat_us'] / 1000:.1f} | "
+              f"**{j['net_us']:.0f}**{rng_} | {j['gross_us']:.0f} | {j['baseline_us']:.0f} | {j['qemu_main_us']:.0f} | "
+              f"{j['qemu_workers_us']:.0f} | "
+              f"{j['vhost_us']:.0f} | {j['kthread_us']:.0f} | {j['other_us']:.0f} |")
+    p()
+    for b in backends:
+        c = cpu[b]
+        p(f"- {b}: {c['label']}; host CPU without the vCPU thread, ms per s: "
+          f"{med(c['baseline_cpu_per_s']) * 1000:.0f} with the guest spinning, "
+          f"{med(c['idle_cpu_per_s']) * 1000:.0f} with it idle")
+    if checks:
+        # Two independent measures of the same busy time: the clock-measured idle time and
+        # the sum of every thread's run time. Their gap is the size of the error.
+        gaps = [(w["busy"] - w["threads_sum"]) / w["wall"] for w in checks]
+        ticked = [w["ticked"] / w["busy"] for w in checks if w["busy"] > 0]
+        p(f"- check over {len(checks)} windows: busy time (CPUs × window − idle) minus the sum of all "
+          f"threads' run time = {min(gaps) * 1000:+.0f} to {max(gaps) * 1000:+.0f} ms per s of window; "
+          f"/proc/stat's tick-sampled busy time was {min(ticked):.2f}-{max(ticked):.2f} of it")
+        R["cpu_per_io_check"] = {"gap_ms_per_s": [min(gaps) * 1000, max(gaps) * 1000],
+                                 "ticked_ratio": [min(ticked), max(ticked)]}
+else:
+    p("Not run in this run (BENCH_PARTS without `cpu`).")
 p()
 
 # ---- targets ---------------------------------------------------------------------------

@@ -6,12 +6,15 @@
 # Env (set by run.sh):
 #   QEMU_LIO        the qemu-lio binary under test
 #   BENCH_BIN       directory of bench-floor, bench-standin, bench-spawn
-#   BENCH_PARTS     any of: control profile targetcli dataplane nested   (default: all)
+#   BENCH_PARTS     any of: control profile targetcli dataplane nested cpu   (default: all)
 #   BENCH_REPS      repetitions per control-plane point (default 5)
 #   BENCH_DISKS     disk counts for the control plane (default "1 8 64")
 #   BENCH_TCLI      targetcli points as N:REPS (default "1:3 8:1")
 #   BENCH_FIO_RUNTIME  seconds per fio job (default 5)
 #   BENCH_DP_MB     data-plane image size in MiB, on $SCRATCH (default 1024)
+#   BENCH_CPU_RUNTIME  seconds per fio job in the cpu part's nested guests (default 4)
+#   BENCH_CPU_BACKENDS the cpu part's backends (default: all five, see cpu_per_io)
+#   BENCH_CPU_REPS  nested boots per backend (default 1; about 2 minutes each)
 #   QEMU_LIO_ALT    optional second build of qemu-lio (an experiment, e.g. with the C++
 #                   runtime linked statically), timed beside the first
 set -uo pipefail
@@ -22,7 +25,7 @@ set +e
 
 QEMU_LIO=${QEMU_LIO:?set QEMU_LIO}
 BB=${BENCH_BIN:?set BENCH_BIN}
-PARTS=${BENCH_PARTS:-control profile targetcli dataplane nested}
+PARTS=${BENCH_PARTS:-control profile targetcli dataplane nested cpu}
 REPS=${BENCH_REPS:-5}
 DISKS=${BENCH_DISKS:-1 8 64}
 TCLI=${BENCH_TCLI:-1:3 8:1}
@@ -96,6 +99,10 @@ control_plane() {
       fi
       "$BB/bench-floor" "${imgs[@]}" >> "$OUT/cp-floor-$n.txt" || die "floor with $n disks failed"
       assert_clean floor
+      # The parallel floor: the same syscalls, the disks spread over qemu-lio's pool size.
+      "$BB/bench-floor" --threads 16 "${imgs[@]}" >> "$OUT/cp-floor-par-$n.txt" \
+        || die "parallel floor with $n disks failed"
+      assert_clean "parallel floor"
       "$SPAWN" -o "$OUT/cp-seed-up-$n.txt" -- sh "$here/seed-manual.sh" up "${imgs[@]}" || die "seed up $n"
       "$SPAWN" -o "$OUT/cp-seed-down-$n.txt" -- sh "$here/seed-manual.sh" down "${imgs[@]}" || die "seed down $n"
       assert_clean seed
@@ -123,6 +130,8 @@ control_plane() {
     strace -f -c -o "$OUT/strace-c-qemu-lio-$n.txt" "$QEMU_LIO" "${args[@]}" -- "$STANDIN" \
       || die "strace qemu-lio"
     strace -f -c -o "$OUT/strace-c-floor-$n.txt" "$BB/bench-floor" "${IMGS[@]:0:n}" > /dev/null || die "strace floor"
+    strace -f -c -o "$OUT/strace-c-floor-par-$n.txt" "$BB/bench-floor" --threads 16 "${IMGS[@]:0:n}" > /dev/null \
+      || die "strace parallel floor"
     strace -f -tt -T -o "$OUT/strace-qemu-lio-$n.txt" "$QEMU_LIO" "${args[@]}" -- "$STANDIN" \
       || die "strace qemu-lio"
     assert_clean strace
@@ -244,10 +253,85 @@ nested() {
   grep -h 'NESTED' "$OUT"/nested-*.log | sed 's/\r$//'
 }
 
+# Adds static programs to a nested guest's initramfs as /usr/bin/NAME: the kernel unpacks
+# concatenated cpio archives in order, so an extra archive is all it takes (as the e2e
+# scenario does for sg_raw, with its libraries).
+append_programs() {  # INITRD PROGRAM...
+  local initrd=$1 stage=$W/progstage
+  shift
+  rm -rf "$stage"
+  mkdir -p "$stage/usr/bin"
+  cp "$@" "$stage/usr/bin/"
+  (cd "$stage" && find . -mindepth 1 | cpio -o -H newc -R 0:0 --quiet) >> "$initrd"
+  rm -rf "$stage"
+}
+
+# Host CPU per I/O of each backend (issue 15): one nested guest per backend runs 4k random
+# read and write at QD1 and QD32 (bench-iogen: fio's jobs as a static binary); bench-cpu-meter takes this VM's CPU time over each
+# job (the guest marks the windows on its console) and the nested QEMU's vCPU thread's, so
+# report.py can divide what is left by fio's I/O count. The guest is TCG inside TCG: absolute
+# figures are TCG microseconds, only the ratios between backends mean anything.
+cpu_per_io() {
+  [ -n "${SCRATCH:-}" ] || die "no scratch disk"
+  local img=$SCRATCH/cpu.img rt=${BENCH_CPU_RUNTIME:-4} b rc t0
+  local backends=${BENCH_CPU_BACKENDS:-vhost-wb vhost-none blk-threads blk-io_uring scsi-threads}
+  log "cpu per I/O: backends {$backends}, ${rt} s per job"
+  # Every block allocated, so no read is of a hole; O_DIRECT so none starts in the page cache.
+  dd if=/dev/zero of="$img" bs=1M count=256 oflag=direct conv=fsync status=none || die "dd"
+  {
+    echo "CPU_RT=$rt CPU_IDLE=3"
+    echo "CPU_JOBS='rr4k-qd1:randread:1 rr4k-qd32:randread:32 rw4k-qd1:randwrite:1 rw4k-qd32:randwrite:32'"
+    cat "$here/cpu-guest.sh"
+  } > "$W/cpu-guest.sh"
+  "$MAKE_GUEST_INITRD" "$W/g-cpu-sd.img" "$W/cpu-guest.sh" /dev/sda || die "initrd"
+  append_programs "$W/g-cpu-sd.img" "$BB/bench-iogen"
+  "$MAKE_GUEST_INITRD" "$W/g-cpu-vd.img" "$W/cpu-guest.sh" /dev/vda || die "initrd"
+  append_programs "$W/g-cpu-vd.img" "$BB/bench-iogen"
+  # debug-threads=on names the vCPU thread "CPU 0/TCG" (the meter leaves it out); the
+  # pidfile tells the meter which process is QEMU, also when qemu-lio starts it.
+  local q=(qemu-system-x86_64 -name cpubench,debug-threads=on -pidfile "$W/cpu-qemu.pid"
+           -machine pc -m 256 -smp 1 -nographic -no-reboot -nic none -kernel "$GUEST_KERNEL"
+           -append "$GUEST_APPEND no_timer_check")
+  [ -z "${QBOOT:-}" ] || q+=(-bios "$QBOOT")
+  # The QEMU backends use cache=writeback, as EVE's disk template does (with aio=io_uring);
+  # vhost-scsi is shown in qemu-lio's default (writeback) and with cache=none.
+  local qdrive="file=$img,format=raw,cache=writeback"
+  local r reps=${BENCH_CPU_REPS:-1}
+  # Repetitions go round all backends, so that drift in the emulator hits each alike.
+  for ((r = 1; r <= reps; r++)); do
+    for b in $backends; do
+      local cmd=()
+      case $b in
+        vhost-wb)     cmd=("$QEMU_LIO" --image "$img,cache=writeback" -- "${q[@]}" -initrd "$W/g-cpu-sd.img") ;;
+        vhost-none)   cmd=("$QEMU_LIO" --image "$img,cache=none" -- "${q[@]}" -initrd "$W/g-cpu-sd.img") ;;
+        blk-threads)  cmd=("${q[@]}" -initrd "$W/g-cpu-vd.img" -drive "$qdrive,if=virtio,aio=threads") ;;
+        blk-io_uring) cmd=("${q[@]}" -initrd "$W/g-cpu-vd.img" -drive "$qdrive,if=virtio,aio=io_uring") ;;
+        scsi-threads) cmd=("${q[@]}" -initrd "$W/g-cpu-sd.img" -device virtio-scsi-pci,id=scsi0
+                           -drive "$qdrive,if=none,id=d0,aio=threads" -device scsi-hd,drive=d0,bus=scsi0.0) ;;
+        *) die "unknown cpu backend $b" ;;
+      esac
+      # Each backend starts with a cold page cache, whatever the previous one left behind.
+      sync
+      echo 3 > /proc/sys/vm/drop_caches
+      rm -f "$W/cpu-qemu.pid"
+      t0=$EPOCHREALTIME
+      # No polling while the guest runs: the meter blocks on QEMU's console pipe.
+      timeout 900 "${cmd[@]}" < /dev/null 2>&1 \
+        | "$BB/bench-cpu-meter" -p "$W/cpu-qemu.pid" -o "$OUT/cpu-windows-r$r.txt" -l "$b" \
+        > "$OUT/cpu-$b-r$r.log"
+      rc=${PIPESTATUS[0]}
+      assert_clean "cpu $b"
+      log "  $b (repetition $r): $(_vm_elapsed "$t0") s, exit $rc, $(grep -c '^CPU-FIO' "$OUT/cpu-$b-r$r.log") windows"
+      grep -h 'CPU-ERROR' "$OUT/cpu-$b-r$r.log" | sed 's/\r$//' >&2
+    done
+  done
+}
+
 has_part control && control_plane
 has_part profile && profile
 has_part targetcli && targetcli_plane
 has_part dataplane && dataplane
 has_part nested && nested
+has_part cpu && cpu_per_io
 log "vm-bench done"
 exit 0

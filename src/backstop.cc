@@ -103,7 +103,7 @@ void log_line(int prio, const std::string& msg) { syslog(prio, "%s", msg.c_str()
         }
       }
       auto fs = make_real_configfs(configfs_root);
-      TeardownResult r = teardown_journal(*fs, j, RetryPolicy{});
+      TeardownResult r = teardown_journal_file(*fs, journal_file, RetryPolicy{});
       if (r.failed > 0) {
         log_line(LOG_ERR, journal_file + ": " + std::to_string(r.failed) +
                               " LIO object(s) left; 'qemu-lio gc' retries");
@@ -143,8 +143,8 @@ std::optional<ProcessId> find_daemon(const std::string& pidfile, uint64_t not_be
   return p;
 }
 
-void spawn_backstop(const std::string& journal_file, const std::string& configfs_root,
-                    const ProcessId& wrapper) {
+BackstopStart start_backstop(const std::string& journal_file, const std::string& configfs_root,
+                             const ProcessId& wrapper) {
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) throw Error("backstop", "cannot create a pipe: " + errno_string(errno));
   UniqueFd ready_read(ready[0]), ready_write(ready[1]);
@@ -159,15 +159,55 @@ void spawn_backstop(const std::string& journal_file, const std::string& configfs
     backstop_main(journal_file, configfs_root, wrapper, ready_write.get());
   }
   ready_write = UniqueFd();
+  return BackstopStart(child, ready_read.release());
+}
+
+void spawn_backstop(const std::string& journal_file, const std::string& configfs_root,
+                    const ProcessId& wrapper) {
+  start_backstop(journal_file, configfs_root, wrapper).await();
+}
+
+void BackstopStart::await() {
+  if (child_ <= 0) return;
+  const pid_t child = child_;
+  UniqueFd ready(ready_fd_);
+  child_ = -1;
+  ready_fd_ = -1;
   int status = 0;
   while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
   char byte = 0;
   ssize_t n;
-  while ((n = ::read(ready_read.get(), &byte, 1)) < 0 && errno == EINTR) {
+  while ((n = ::read(ready.get(), &byte, 1)) < 0 && errno == EINTR) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || n != 1)
     throw Error("backstop", "could not be started (see syslog)");
+}
+
+BackstopStart::~BackstopStart() {
+  try {
+    await();
+  } catch (...) {
+  }
+}
+
+BackstopStart::BackstopStart(BackstopStart&& o) noexcept : child_(o.child_), ready_fd_(o.ready_fd_) {
+  o.child_ = -1;
+  o.ready_fd_ = -1;
+}
+
+BackstopStart& BackstopStart::operator=(BackstopStart&& o) noexcept {
+  if (this != &o) {
+    try {
+      await();
+    } catch (...) {
+    }
+    child_ = o.child_;
+    ready_fd_ = o.ready_fd_;
+    o.child_ = -1;
+    o.ready_fd_ = -1;
+  }
+  return *this;
 }
 
 }  // namespace qemu_lio

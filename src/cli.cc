@@ -24,6 +24,9 @@ po::options_description run_options(RunOptions& o) {
        "max-sectors, id, bus, addr")
       ("name", po::value<std::string>()->value_name("NAME"),
        "VM name for object names and logs (default: QEMU's -name, else qemu-lio-<pid>)")
+      ("hotplug-ports", po::value<int>()->value_name("N"),
+       "on a q35 machine, add N empty pcie-root-ports that 'qemu-lio attach' can plug "
+       "disks into (0-16; default: hotplug_ports in /etc/qemu-lio.conf, else 0)")
       ("exec", po::bool_switch(&o.exec_mode),
        "exec QEMU in place so it keeps this pid (as libvirt expects); the run's backstop "
        "tears down when it exits. Same as 'mode = exec' in /etc/qemu-lio.conf");
@@ -37,6 +40,11 @@ po::options_description common_options(RunOptions& o, Flags& f) {
        "run: print what would be done as a POSIX sh script plus the QEMU command line; "
        "gc: list what would be removed. Touch nothing")
       ("json", po::bool_switch(&o.json), "list: print JSON")
+      ("id", po::value<std::string>()->value_name("ID"),
+       "attach: QEMU's id for the new device (default qemu-lio-disk<N>); detach takes it")
+      ("timeout", po::value(&o.timeout)->value_name("SECONDS"),
+       "attach, detach: how long to wait for QEMU, and for the guest to release a disk "
+       "(default 30)")
       ("qemu", po::value(&o.qemu)->value_name("PATH"),
        "check: the QEMU binary to check (default qemu-system-x86_64)")
       ("configfs", po::value(&o.configfs)->value_name("DIR"),
@@ -61,6 +69,8 @@ std::string help_text() {
        "       qemu-lio list [--json] [OPTIONS]\n"
        "       qemu-lio check [--qemu PATH] [OPTIONS]\n"
        "       qemu-lio libvirt-xml SPEC [--name DOMAIN]\n"
+       "       qemu-lio attach VM SPEC [--id ID] [--timeout SECONDS] [OPTIONS]\n"
+       "       qemu-lio detach VM ID|IMAGE [--timeout SECONDS] [OPTIONS]\n"
        "       qemu-lio [OPTIONS] libvirt-hook DOMAIN OPERATION SUB-OPERATION [EXTRA]\n\n"
        "run:   exports each --image as a kernel vhost-scsi disk through LIO (configfs), runs\n"
        "       QEMU with a matching -device vhost-scsi-pci, and removes every LIO object when\n"
@@ -70,6 +80,9 @@ std::string help_text() {
        "check: tests and explains what run needs (root, configfs, modules, vhost, QEMU).\n"
        "libvirt-xml:  prints the <hostdev> and <metadata> element that give a libvirt domain\n"
        "       the image SPEC as a vhost-scsi disk (its wwpn is derived as for run).\n"
+       "attach: adds the image SPEC to the running VM (named as in 'list') as a hot-plugged\n"
+       "       vhost-scsi disk, through the VM's private QMP socket.\n"
+       "detach: unplugs a disk (by device id or image) and removes its LIO objects.\n"
        "libvirt-hook: libvirt's qemu hook (installed as /etc/libvirt/hooks/qemu.d/qemu-lio):\n"
        "       provisions a domain's <lio:disk>s on prepare, tears them down on release.\n\n"
     << run_options(o) << "\n" << common_options(o, f)
@@ -85,7 +98,8 @@ Command parse_command_line(const std::vector<std::string>& given) {
   std::vector<std::string> ours;
   // The subcommand is the first word that is neither an option nor an option's value, so
   // "qemu-lio --state-dir D gc" works as well as "qemu-lio gc --state-dir D".
-  static const char* const kTakesValue[] = {"--image", "--name", "--configfs", "--state-dir", "--qemu"};
+  static const char* const kTakesValue[] = {"--image", "--name", "--configfs", "--state-dir", "--qemu",
+                                            "--id", "--timeout", "--hotplug-ports"};
   std::optional<size_t> command_at;
   for (size_t k = 0; k < all.size() && all[k] != "--"; ++k) {
     const std::string& w = all[k];
@@ -95,7 +109,7 @@ Command parse_command_line(const std::vector<std::string>& given) {
       continue;
     }
     if (w == "run" || w == "gc" || w == "list" || w == "check" || w == "libvirt-hook" ||
-        w == "libvirt-xml")
+        w == "libvirt-xml" || w == "attach" || w == "detach")
       command_at = k;
     break;
   }
@@ -106,6 +120,8 @@ Command parse_command_line(const std::vector<std::string>& given) {
     else if (w == "check") cmd.kind = Command::Kind::kCheck;
     else if (w == "libvirt-hook") cmd.kind = Command::Kind::kLibvirtHook;
     else if (w == "libvirt-xml") cmd.kind = Command::Kind::kLibvirtXml;
+    else if (w == "attach") cmd.kind = Command::Kind::kAttach;
+    else if (w == "detach") cmd.kind = Command::Kind::kDetach;
   }
   // libvirt passes its words verbatim (EXTRA is often "-"): everything after the command
   // word is theirs, so none of it can be mistaken for an option of ours.
@@ -135,6 +151,12 @@ Command parse_command_line(const std::vector<std::string>& given) {
     desc.add_options()("name", po::value<std::string>())("spec", po::value(&cmd.run.args));
     words.add("spec", -1);
   }
+  // attach VM SPEC, detach VM ID|IMAGE: two words.
+  const bool hotplug = cmd.kind == Command::Kind::kAttach || cmd.kind == Command::Kind::kDetach;
+  if (hotplug) {
+    desc.add_options()("words", po::value(&cmd.run.args));
+    words.add("words", 2);
+  }
   po::variables_map vm;
   try {
     // An empty positional description makes a stray word an error: "qemu-lio a.img -- q"
@@ -157,6 +179,8 @@ Command parse_command_line(const std::vector<std::string>& given) {
     throw UsageError("command line", std::string(e.what()) + " (see --help)");
   }
   if (vm.count("name")) cmd.run.name = vm["name"].as<std::string>();
+  if (vm.count("id")) cmd.run.device_id = vm["id"].as<std::string>();
+  if (vm.count("hotplug-ports")) cmd.run.hotplug_ports = vm["hotplug-ports"].as<int>();
   if (f.help) {
     cmd.kind = Command::Kind::kHelp;
     return cmd;
@@ -167,6 +191,13 @@ Command parse_command_line(const std::vector<std::string>& given) {
   }
   if (f.verbose && f.quiet) throw UsageError("command line", "--verbose and --quiet exclude each other");
   cmd.run.verbosity = f.verbose ? Verbosity::kVerbose : f.quiet ? Verbosity::kQuiet : Verbosity::kNormal;
+  if (hotplug && cmd.run.args.size() != 2)
+    throw UsageError("command line", cmd.kind == Command::Kind::kAttach ? "attach needs VM and SPEC (see --help)"
+                                                                       : "detach needs VM and ID or IMAGE (see --help)");
+  if (cmd.run.device_id && cmd.kind != Command::Kind::kAttach) throw UsageError("--id", "only attach takes it");
+  if (cmd.run.timeout < 1 || cmd.run.timeout > 3600) throw UsageError("--timeout", "must be 1 to 3600 seconds");
+  if (cmd.run.hotplug_ports && (*cmd.run.hotplug_ports < 0 || *cmd.run.hotplug_ports > 16))
+    throw UsageError("--hotplug-ports", "must be 0 to 16");
   if (is_run && (!saw_dashdash || cmd.run.qemu_argv.empty()))
     throw UsageError("command line", "no QEMU command: put it after '--' (see --help)");
   for (std::string* dir : {&cmd.run.configfs, &cmd.run.state_dir}) {

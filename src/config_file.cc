@@ -55,8 +55,18 @@ Config parse_config(const std::string& text, const std::string& source) {
       if (value[0] != '/') throw UsageError(where, "allow must be an absolute directory");
       while (value.size() > 1 && value.back() == '/') value.pop_back();
       c.allow.push_back(value);
+    } else if (key == "hotplug_ports") {
+      if (value.find_first_not_of("0123456789") != std::string::npos || value.size() > 2 || std::stoi(value) > 16)
+        throw UsageError(where, "hotplug_ports must be 0 to 16, not '" + value + "'");
+      c.hotplug_ports = std::stoi(value);
+    } else if (key == "worker_per_virtqueue") {
+      if (value == "auto") c.worker_per_virtqueue = WorkerSetting::kAuto;
+      else if (value == "on") c.worker_per_virtqueue = WorkerSetting::kOn;
+      else if (value == "off") c.worker_per_virtqueue = WorkerSetting::kOff;
+      else throw UsageError(where, "worker_per_virtqueue must be auto, on or off, not '" + value + "'");
     } else {
-      throw UsageError(where, "unknown key '" + key + "' (known: qemu, mode, allow)");
+      throw UsageError(where, "unknown key '" + key +
+                                  "' (known: qemu, mode, allow, hotplug_ports, worker_per_virtqueue)");
     }
   }
   return c;

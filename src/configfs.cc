@@ -82,6 +82,10 @@ class RealConfigFs : public ConfigFs {
 
   std::string absolute(const std::string& rel) const override { return root_ + "/" + rel; }
 
+  // Every call is one or two syscalls on its own descriptor; the kernel serialises what
+  // must be (the parent directory's lock, configfs' own locks).
+  bool concurrent() const override { return true; }
+
  private:
   static std::string printable(const std::string& v) {
     std::string s = v;

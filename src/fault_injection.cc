@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <charconv>
 #include <cstdlib>
 
@@ -31,14 +32,17 @@ class FaultInjectingConfigFs : public ConfigFs {
   bool exists(const std::string& p) override { return inner_->exists(p); }
   std::vector<std::string> list(const std::string& d) override { return inner_->list(d); }
   std::string absolute(const std::string& p) const override { return inner_->absolute(p); }
+  bool concurrent() const override { return inner_->concurrent(); }
 
  private:
+  // With disks handled in parallel the Nth operation belongs to whichever disk got there
+  // first; the count itself stays exact (atomic), and the kill takes the whole process.
   void tick(FaultPoint::Phase phase) {
     if (phase == at_.phase && ++count_ == at_.op) ::raise(SIGKILL);
   }
   std::unique_ptr<ConfigFs> inner_;
   FaultPoint at_;
-  int count_ = 0;
+  std::atomic<int> count_{0};
 };
 
 }  // namespace

@@ -56,7 +56,7 @@ GcReport collect_garbage(const GcEffects& fx, const std::string& state_dir, cons
     if (s.state != "stale") continue;
     ++r.sets;
     const JournalContents& j = s.journal;
-    TeardownResult t = teardown_journal(fx.fs, j, retry, fx.forget);
+    TeardownResult t = teardown_journal_file(fx.fs, j.file, retry, fx.forget);
     r.failures += t.failed;
     r.objects_removed += t.present - t.failed;
     r.lines.push_back(fmt::format("{} VM {}: removed {} object(s){}", t.failed ? "partly cleaned" : "cleaned",
@@ -110,7 +110,11 @@ std::string render_statuses(const std::vector<VmStatus>& vms, bool json) {
       const JournalContents& j = s.journal;
       nlohmann::ordered_json disks = nlohmann::ordered_json::array();
       for (const auto& img : j.images)
-        disks.push_back({{"image", img.path}, {"backstore", img.backstore}, {"wwn", img.wwn}});
+        disks.push_back({{"image", img.path},
+                         {"backstore", img.backstore},
+                         {"wwn", img.wwn},
+                         {"device_id", img.device_id.empty() ? nlohmann::ordered_json(nullptr)
+                                                             : nlohmann::ordered_json(img.device_id)}});
       list.push_back({{"name", j.vm_name},
                       {"state", s.state},
                       {"wrapper_pid", j.wrapper.pid},
@@ -124,6 +128,8 @@ std::string render_statuses(const std::vector<VmStatus>& vms, bool json) {
                       {"libvirt_uuid", j.libvirt_uuid.empty() ? nlohmann::ordered_json(nullptr)
                                                               : nlohmann::ordered_json(j.libvirt_uuid)},
                       {"journal", j.file},
+                      {"control_socket", j.control_socket.empty() ? nlohmann::ordered_json(nullptr)
+                                                                  : nlohmann::ordered_json(j.control_socket)},
                       {"disks", disks}});
     }
     // Journal fields come from files: a name that is not UTF-8 is replaced, never fatal.

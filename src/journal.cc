@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdint>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -72,6 +74,16 @@ std::optional<Undo::Kind> undo_kind_from(const std::string& s) {
   return std::nullopt;
 }
 
+// N of a storage object named "<vm>-disk<N>" or "<vm>-disk<N>-ro".
+std::optional<int> disk_index_of(std::string name) {
+  if (name.size() > 3 && name.compare(name.size() - 3, 3, "-ro") == 0) name.resize(name.size() - 3);
+  const size_t at = name.rfind("-disk");
+  if (at == std::string::npos || at + 5 >= name.size() || name.size() - at - 5 > 6) return std::nullopt;
+  const std::string digits = name.substr(at + 5);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoi(digits);
+}
+
 }  // namespace
 
 JournalWriter::JournalWriter(const std::string& state_dir, const std::string& vm_name,
@@ -102,9 +114,17 @@ JournalWriter::JournalWriter(const std::string& state_dir, const std::string& vm
   write_all(fd_.get(), header, path_);
 }
 
+JournalWriter::JournalWriter(const std::string& file) : path_(file) {
+  fd_ = UniqueFd(::open(file.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC));
+  if (fd_.get() < 0) throw Error(file, "cannot open journal: " + errno_string(errno));
+}
+
 JournalWriter::~JournalWriter() = default;
 
 void JournalWriter::append(const std::string& line) {
+  // O_APPEND alone keeps records whole; the lock also keeps each record's fdatasync with
+  // it, and fd_ alive while remove() may run.
+  std::lock_guard<std::mutex> lock(mu_);
   if (fd_.get() < 0) return;
   write_all(fd_.get(), line + "\n", path_);
 }
@@ -138,11 +158,35 @@ void append_journal_record(const std::string& file, const std::string& line) {
 
 void JournalWriter::ready() { append("ready"); }
 
+void JournalWriter::control_socket(const std::string& path) { append("control " + journal_escape(path)); }
+
+void JournalWriter::device(const std::string& wwn, const std::string& id) {
+  append(fmt::format("device {} {}", journal_escape(wwn), journal_escape(id)));
+}
+
+void JournalWriter::detach(const std::string& wwn) { append("detach " + journal_escape(wwn)); }
+
+JournalLock::JournalLock(const std::string& file, bool wait) : file_(file) {
+  fd_ = UniqueFd(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd_.get() < 0) throw Error(file, "cannot open journal: " + errno_string(errno));
+  while (::flock(fd_.get(), LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+    if (!wait && errno == EWOULDBLOCK) return;
+    if (errno != EINTR) throw Error(file, "cannot lock journal: " + errno_string(errno));
+  }
+  held_ = true;
+}
+
+bool JournalLock::still_current() const {
+  struct stat st{};
+  return ::fstat(fd_.get(), &st) == 0 && st.st_nlink > 0;
+}
+
 void JournalWriter::libvirt_domain(const std::string& uuid) { append("libvirt " + journal_escape(uuid)); }
 
 void JournalWriter::await_qemu(int seconds) { append(fmt::format("await {}", seconds)); }
 
 void JournalWriter::remove() {
+  std::lock_guard<std::mutex> lock(mu_);
   fd_ = UniqueFd();
   ::unlink(path_.c_str());
 }
@@ -190,7 +234,8 @@ JournalContents read_journal(const std::string& file) {
     } else if (tag == "image") {
       std::string p, w;
       f >> p >> w;
-      j.images.push_back({journal_unescape(p), journal_unescape(w), ""});
+      j.images.push_back({journal_unescape(p), journal_unescape(w), "", "", j.disks_ever});
+      ++j.disks_ever;
     } else if (tag == "make" || tag == "cancel") {
       std::string kind, path, value;
       f >> kind >> path >> value;
@@ -209,14 +254,24 @@ JournalContents read_journal(const std::string& file) {
       if (tag == "make") {
         if (refs++ > 0) continue;
         j.undo.push_back(u);
-        // A storage object: the backstore of the first image without one.
+        // A storage object is named "<vm>-disk<N>[-ro]": it is the backstore of the N-th
+        // image record (an attach that died before making its object leaves an image
+        // without one, and must not take the next disk's).
         const layout::Parsed parsed = layout::parse(u.path);
-        if (u.kind == Undo::Kind::kRmdir && parsed.kind == layout::Parsed::Kind::kStorageObject)
-          for (auto& img : j.images)
-            if (img.backstore.empty()) {
-              img.backstore = "core/" + parsed.hba + "/" + parsed.object;
-              break;
-            }
+        if (u.kind == Undo::Kind::kRmdir && parsed.kind == layout::Parsed::Kind::kStorageObject) {
+          const std::string backstore = "core/" + parsed.hba + "/" + parsed.object;
+          if (auto n = disk_index_of(parsed.object)) {
+            for (auto& img : j.images)
+              if (img.ordinal == *n) img.backstore = backstore;
+          } else {
+            // Not named by qemu-lio's rule: the first image without one.
+            for (auto& img : j.images)
+              if (img.backstore.empty()) {
+                img.backstore = backstore;
+                break;
+              }
+          }
+        }
       } else if (refs > 0 && --refs == 0) {
         for (auto it = j.undo.rbegin(); it != j.undo.rend(); ++it)
           if (it->kind == u.kind && it->path == u.path) {
@@ -224,6 +279,18 @@ JournalContents read_journal(const std::string& file) {
             break;
           }
       }
+    } else if (tag == "control") {
+      std::string p;
+      f >> p;
+      j.control_socket = journal_unescape(p);
+    } else if (tag == "device" || tag == "detach") {
+      std::string w, id;
+      f >> w >> id;
+      w = journal_unescape(w);
+      auto img = std::find_if(j.images.begin(), j.images.end(), [&](const auto& i) { return i.wwn == w; });
+      if (img == j.images.end()) continue;
+      if (tag == "device") img->device_id = journal_unescape(id);
+      else j.images.erase(img);
     } else if (tag == "libvirt") {
       std::string u;
       f >> u;

@@ -24,6 +24,7 @@
 #include "qemu_lio/readconfig.h"
 #include "qemu_lio/shell_script.h"
 #include "qemu_lio/supervisor.h"
+#include "qemu_lio/vhost_caps.h"
 
 namespace qemu_lio {
 namespace {
@@ -79,7 +80,7 @@ int dry_run(const LaunchRequest& req, const Prepared& p, ConfigFs& fs) {
 
 // Everything the provisioning modes share: root, LIO loaded, stale sets collected, the run's
 // owner created and the plan applied.
-std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, const Prepared& p, ConfigFs& fs) {
+std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, Prepared& p, ConfigFs& fs) {
   // libvirt's system instance runs the emulator unprivileged; fail before QEMU starts.
   if (::geteuid() != 0)
     throw Error(req.configfs, fmt::format("qemu-lio must run as root to create LIO objects "
@@ -87,15 +88,6 @@ std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, const Prepar
                                           "QEMU as root (user = \"root\" in /etc/libvirt/qemu.conf) "
                                           "or use qemu-lio's libvirt hook (qemu-lio(8), LIBVIRT)",
                                           ::geteuid()));
-  // Before anything exists: a QEMU without vhost-scsi-pci would only fail once the disks
-  // were made. (The hook has no QEMU command line: libvirt's QEMU is libvirt's.)
-  // Only a program named like QEMU is asked: `run -- numactl ... qemu-system-x86_64` must
-  // not have numactl run as root with QEMU's probe arguments.
-  if (!p.qemu_argv.empty()) {
-    const std::string exe = p.exe.empty() ? find_executable(p.qemu_argv.front()) : p.exe;
-    if (!exe.empty() && exe.substr(exe.rfind('/') + 1).find("qemu") != std::string::npos)
-      require_vhost_scsi(cached_qemu_caps(exe, req.state_dir), exe);
-  }
   prepare_lio(req.configfs);
   if (!fs.exists("target/core"))
     throw Error(req.configfs + "/target", "LIO is not available: load target_core_mod, "
@@ -116,6 +108,7 @@ std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, const Prepar
     run->libvirt_domain(req.libvirt->uuid, req.libvirt->await_seconds);
   }
   run->provision(p.plan);
+  if (p.control.enabled()) run->control_socket(p.control);
   return run;
 }
 
@@ -131,13 +124,20 @@ int finish_after_qemu(ProvisionedRun& run, const Prepared& p, const ChildStatus&
 }
 
 // QEMU as our child, named in the journal before it runs; returns once it has exited.
-ChildStatus run_qemu(ProvisionedRun& run, const Prepared& p, const SignalBlock& signals) {
-  return supervise(
-      p.qemu_argv, signals, [&run] { run.record_qemu_in_child(); }, [&run](pid_t) { run.qemu_started(); });
+ChildStatus run_qemu(ProvisionedRun& run, Prepared& p, const SignalBlock& signals) {
+  return supervise(p.qemu_argv, signals,
+                   [&run, &p] {
+                     run.record_qemu_in_child();
+                     p.control.inherit_in_exec();
+                   },
+                   [&run, &p](pid_t) {
+                     run.qemu_started();
+                     p.control.close_ours();  // QEMU's copy serves attach from now on
+                   });
 }
 
 // QEMU as our child; we return once it has exited and the kernel is clean.
-int run_supervised(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
+int run_supervised(const LaunchRequest& req, Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
   if (p.plan.disks.empty()) return supervise(p.qemu_argv, signals).exit_code();
   auto run = provision(req, p, fs);
   ChildStatus status = run_qemu(*run, p, signals);
@@ -146,7 +146,7 @@ int run_supervised(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, co
 
 // -daemonize: QEMU's first process exits once the VM is initialised; its daemon lives on and
 // keeps the disks, which the backstop then watches.
-int run_daemonized(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
+int run_daemonized(const LaunchRequest& req, Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
   if (p.plan.disks.empty()) return supervise(p.qemu_argv, signals).exit_code();
   auto run = provision(req, p, fs);
   ChildStatus status = run_qemu(*run, p, signals);
@@ -164,9 +164,10 @@ int run_daemonized(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, co
 
 // QEMU keeps our pid (libvirt uses it for affinity, prlimit, /proc/PID/task). The backstop
 // already watches this pid, which QEMU is about to become.
-int run_exec(const LaunchRequest& req, const Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
+int run_exec(const LaunchRequest& req, Prepared& p, ConfigFs& fs, const SignalBlock& signals) {
   std::unique_ptr<ProvisionedRun> run;
   if (!p.plan.disks.empty()) run = provision(req, p, fs);
+  p.control.inherit_in_exec();
   exec_in_place(p.exe, p.qemu_argv, signals);  // returns only by throwing: run rolls back
 }
 
@@ -200,6 +201,33 @@ Mode mode_for(const LaunchRequest& req) {
   return req.qemu.daemonize ? Mode::kDaemonized : Mode::kSupervised;
 }
 
+// What QEMU and the kernel can do decides part of each disk's -device, so it is asked
+// before the command line is built; a dry run prints what a run would pass. A QEMU without
+// vhost-scsi-pci is refused here, before anything exists (it would only fail once the disks
+// were made). The hook has no QEMU command line: libvirt's QEMU is libvirt's. Only a
+// program named like QEMU is asked: `run -- numactl ... qemu-system-x86_64` must not have
+// numactl run as root with QEMU's probe arguments.
+void ask_qemu_and_kernel(const LaunchRequest& req, Plan& plan) {
+  if (plan.disks.empty() || req.qemu.argv.empty()) return;
+  const std::string exe = req.qemu_exe.empty() ? find_executable(req.qemu.argv.front()) : req.qemu_exe;
+  if (exe.empty() || exe.substr(exe.rfind('/') + 1).find("qemu") == std::string::npos) return;
+  // A dry run leaves no file behind, not even the answer's cache.
+  const QemuCaps caps = req.dry_run ? probe_qemu_caps(exe) : cached_qemu_caps(exe, req.state_dir);
+  require_vhost_scsi(caps, exe);
+  const bool workers = want_worker_per_virtqueue(req.config.worker_per_virtqueue, caps.worker_per_virtqueue, exe, [&req] {
+    // The device exists once vhost_scsi is loaded, which the run does next anyway. If that
+    // fails, the answer is "unknown" here and the run's own prepare_lio says why, by name.
+    if (::access("/dev/vhost-scsi", F_OK) != 0 && ::geteuid() == 0) {
+      try {
+        prepare_lio(req.configfs);
+      } catch (const Error&) {
+      }
+    }
+    return probe_vhost_workers();
+  });
+  set_worker_per_virtqueue(plan.disks, workers);
+}
+
 }  // namespace
 
 Prepared prepare(const LaunchRequest& req) {
@@ -214,6 +242,7 @@ Prepared prepare(const LaunchRequest& req) {
     images.push_back(img);
   }
   p.plan = build_plan(p.vm_name, images);
+  ask_qemu_and_kernel(req, p.plan);
 
   std::vector<std::string> copy_names;
   for (const ReadConfigUse& use : req.qemu.readconfigs) {
@@ -227,6 +256,19 @@ Prepared prepare(const LaunchRequest& req) {
   p.qemu_argv = finalize_argv(req.qemu, p.plan, copy_names);
   p.exe = req.qemu_exe;
   if (!p.exe.empty()) p.qemu_argv.at(0) = p.exe;
+  if (!p.plan.disks.empty() && !p.qemu_argv.empty()) {
+    // attach and detach talk to QEMU through this socket; bound only once provisioning
+    // starts (a dry run shows the options and makes nothing).
+    p.control = ControlSocket(fmt::format("{}/{}.{}.qmp", req.state_dir, p.vm_name, ::getpid()));
+    if (!p.control.enabled()) log_verbose(p.vm_name + ": no control socket: " + p.control.why_not());
+    for (std::string& o : p.control.qemu_options()) p.qemu_argv.push_back(std::move(o));
+    const int ports = req.hotplug_ports.value_or(req.config.hotplug_ports);
+    if (ports > 0 && req.qemu.machine && is_q35(*req.qemu.machine)) {
+      for (std::string& o : hotplug_port_options(ports, req.qemu.json_devices)) p.qemu_argv.push_back(std::move(o));
+    } else if (ports > 0) {
+      log_verbose(p.vm_name + ": hot-plug ports are only added to a q35 machine (pc plugs into its root bus)");
+    }
+  }
   if (req.qemu.daemonize) {
     if (req.qemu.pidfile) {
       p.daemon_pidfile = *req.qemu.pidfile;
@@ -243,7 +285,7 @@ int launch(const LaunchRequest& req, ConfigFs& fs) {
   // From the first instruction: a SIGTERM during provisioning waits and goes to QEMU,
   // instead of killing us between two configfs writes.
   SignalBlock signals;
-  const Prepared p = prepare(req);
+  Prepared p = prepare(req);
   switch (mode_for(req)) {
     case Mode::kDryRun: return dry_run(req, p, fs);
     case Mode::kSupervised: return run_supervised(req, p, fs, signals);
@@ -255,7 +297,7 @@ int launch(const LaunchRequest& req, ConfigFs& fs) {
 
 void provision_for_libvirt(const LaunchRequest& req, ConfigFs& fs) {
   SignalBlock signals;  // a signal now would kill us between two configfs writes
-  const Prepared p = prepare(req);
+  Prepared p = prepare(req);
   auto run = provision(req, p, fs);
   run->hand_off();
 }
@@ -268,6 +310,7 @@ int run_vm(const RunOptions& opts, ConfigFs& fs) {
   req.state_dir = opts.state_dir;
   req.config = load_config();
   if (opts.exec_mode) req.config.mode = LaunchMode::kExec;
+  req.hotplug_ports = opts.hotplug_ports;
   // Parse every SPEC first: a typo in the third image must not cost a provisioning cycle.
   std::vector<ImageSpec> specs;
   for (const std::string& s : opts.images) specs.push_back(parse_image_spec(s));

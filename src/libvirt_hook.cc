@@ -80,7 +80,7 @@ int release_libvirt_domain(ConfigFs& fs, const std::string& state_dir, const std
     if (j.backstop) stop_process(*j.backstop);
     // Re-read: the backstop may have removed objects, or the whole set, before it stopped.
     if (::access(j.file.c_str(), F_OK) != 0) continue;
-    left += teardown_journal(fs, read_journal(j.file), RetryPolicy{}).failed;
+    left += teardown_journal_file(fs, j.file, RetryPolicy{}).failed;
   }
   return left;
 }

@@ -22,6 +22,7 @@
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/supervisor.h"
+#include "qemu_lio/vhost_caps.h"
 
 namespace bp = boost::process;
 
@@ -119,6 +120,13 @@ std::vector<CheckItem> preflight(const std::string& root, const std::string& qem
     items.push_back({fmt::format("{} vhost-scsi-pci worker_per_virtqueue: {}", qemu,
                                  caps.worker_per_virtqueue ? "yes" : "no (QEMU 9.0 and later)"),
                      true, "", true});
+  // The other half of worker_per_virtqueue (auto uses it only when both say yes).
+  const VhostWorkerSupport k = probe_vhost_workers();
+  items.push_back({fmt::format("kernel vhost workers per virtqueue (VHOST_NEW_WORKER): {}",
+                               k.answer == VhostWorkerSupport::Answer::kYes  ? "yes"
+                               : k.answer == VhostWorkerSupport::Answer::kNo ? "no (Linux 6.5 and later)"
+                                                                             : "unknown: " + k.why),
+                   true, "", true});
   return items;
 }
 

@@ -1,10 +1,14 @@
 #include "qemu_lio/log.h"
 
-#include <cstdio>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 
 namespace qemu_lio {
 namespace {
-Verbosity g_verbosity = Verbosity::kNormal;
+// Set once from the command line, read from every thread.
+std::atomic<Verbosity> g_verbosity{Verbosity::kNormal};
 
 // Messages are one line even when they quote a path with a newline in it: control
 // characters are shown escaped.
@@ -18,9 +22,18 @@ std::string one_line(const std::string& msg) {
   return out;
 }
 
-// One fputs per line so concurrent writers (QEMU shares our stderr) never split a message.
+// One write(2) per line, so that neither our own threads (the disks of a run are handled
+// in parallel) nor other writers to the same stderr (QEMU shares it) split a message:
+// stdio may cut a long line into several writes.
 void emit(const std::string& prefix, const std::string& msg) {
-  std::fputs((prefix + one_line(msg) + "\n").c_str(), stderr);
+  const std::string line = prefix + one_line(msg) + "\n";
+  size_t done = 0;
+  while (done < line.size()) {
+    ssize_t n = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // nowhere to report it
+    done += static_cast<size_t>(n);
+  }
 }
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include "qemu_lio/configfs.h"
 #include "qemu_lio/qemu_cmdline.h"
 #include "qemu_lio/error.h"
+#include "qemu_lio/hotplug.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/launch.h"
 #include "qemu_lio/libvirt_hook.h"
@@ -45,11 +46,15 @@ int main(int argc, char** argv) {
       }
       case Command::Kind::kRun:
       case Command::Kind::kGc:
-      case Command::Kind::kList: {
+      case Command::Kind::kList:
+      case Command::Kind::kAttach:
+      case Command::Kind::kDetach: {
         set_verbosity(cmd.run.verbosity);
         auto fs = make_configfs(cmd.run.configfs);
         if (cmd.kind == Command::Kind::kGc) return gc_command(cmd.run, *fs);
         if (cmd.kind == Command::Kind::kList) return list_command(cmd.run, *fs);
+        if (cmd.kind == Command::Kind::kAttach) return attach_command(cmd.run, *fs);
+        if (cmd.kind == Command::Kind::kDetach) return detach_command(cmd.run, *fs);
         return run_vm(cmd.run, *fs);
       }
     }

@@ -129,7 +129,7 @@ std::string sanitize_vm_name(const std::string& raw) {
   return out;
 }
 
-Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& images) {
+Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& images, int first_disk) {
   Plan plan;
   plan.vm_name = vm_name;
   for (size_t i = 0; i < images.size(); ++i) {
@@ -153,14 +153,16 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
     if (d.identity.nexus == d.identity.wwn)  // only possible with a user-given wwn
       d.identity.nexus = fmt::format("naa.6{:015x}", fnv1a64(d.identity.wwn) & 0xfffffffffffffffULL);
     // "-ro" marks a read-only export: the only kind another read-only run may share.
-    d.so_name = fmt::format("{}-disk{}{}", vm_name, i, d.spec.readonly ? "-ro" : "");
+    d.so_name = fmt::format("{}-disk{}{}", vm_name, first_disk + static_cast<int>(i), d.spec.readonly ? "-ro" : "");
     d.hba_var = fmt::format("HBA{}", i);
     d.plugin = d.info.kind == ImageKind::kFile ? "fileio" : "iblock";
     plan.disks.push_back(d);
   }
-  for (const DiskPlan& d : plan.disks) {
-    add_backstore_ops(d, plan.ops);
-    add_vhost_ops(d, plan.ops);
+  for (size_t i = 0; i < plan.disks.size(); ++i) {
+    const size_t first = plan.ops.size();
+    add_backstore_ops(plan.disks[i], plan.ops);
+    add_vhost_ops(plan.disks[i], plan.ops);
+    for (size_t k = first; k < plan.ops.size(); ++k) plan.ops[k].disk = i;
   }
   return plan;
 }

@@ -22,7 +22,18 @@ ProvisionedRun::ProvisionedRun(ConfigFs& fs, const std::string& configfs_root,
                                const std::string& state_dir, const std::string& vm_name)
     : fs_(fs), state_dir_(state_dir), self_(self_identity()), journal_(state_dir, vm_name, self_) {
   try {
-    spawn_backstop(journal_.path(), configfs_root, self_);
+    backstop_ = start_backstop(journal_.path(), configfs_root, self_);
+  } catch (...) {
+    journal_.remove();  // it records nothing yet
+    done_ = true;
+    throw;
+  }
+}
+
+void ProvisionedRun::backstop_ready() {
+  if (!backstop_.pending()) return;
+  try {
+    backstop_.await();
   } catch (...) {
     journal_.remove();  // it records nothing yet
     done_ = true;
@@ -45,7 +56,14 @@ ProvisionedRun::~ProvisionedRun() {
 void ProvisionedRun::provision(const Plan& plan) {
   StateLock lock(state_dir_);
   check_conflicts(plan, scan_inventory(fs_));
-  for (const DiskPlan& d : plan.disks) journal_.image(d.info.canonical_path, d.identity.wwn);
+  // The backstop started in the constructor; under TCG its double fork took as long as the
+  // lock and the scan above, which now run beside it. Nothing is recorded or made before it
+  // has recorded itself.
+  backstop_ready();
+  for (const DiskPlan& d : plan.disks) {
+    journal_.image(d.info.canonical_path, d.identity.wwn);
+    if (d.spec.id) journal_.device(d.identity.wwn, *d.spec.id);  // detach can name it
+  }
   Provisioner prov(fs_);
   prov.set_observer([this](const Undo& u, bool cancelled) { journal_.object(u, cancelled); });
   prov.apply(plan);  // rolls back what it made if it throws
@@ -63,11 +81,21 @@ void ProvisionedRun::daemon_started(const ProcessId& daemon) {
   qemu_started_ = true;
 }
 
-void ProvisionedRun::daemon_pidfile(const std::string& path) { journal_.pidfile(path); }
+void ProvisionedRun::daemon_pidfile(const std::string& path) {
+  backstop_ready();
+  journal_.pidfile(path);
+}
 
 void ProvisionedRun::libvirt_domain(const std::string& uuid, int await_seconds) {
+  backstop_ready();
   journal_.libvirt_domain(uuid);
   journal_.await_qemu(await_seconds);
+}
+
+void ProvisionedRun::control_socket(ControlSocket& socket) {
+  backstop_ready();
+  journal_.control_socket(socket.path());
+  socket.bind_and_listen();
 }
 
 void ProvisionedRun::hand_off() { done_ = true; }
@@ -75,7 +103,14 @@ void ProvisionedRun::hand_off() { done_ = true; }
 int ProvisionedRun::finish() noexcept {
   done_ = true;
   try {
-    return teardown_journal(fs_, read_journal(journal_.path()), RetryPolicy{}).failed;
+    // A run that failed before provisioning: let the backstop record itself first, so that
+    // it finds no journal afterwards and ends quietly.
+    if (backstop_.pending()) backstop_.await();
+  } catch (const std::exception&) {
+    // It never started; the teardown below is ours alone.
+  }
+  try {
+    return teardown_journal_file(fs_, journal_.path(), RetryPolicy{}).failed;
   } catch (const std::exception& e) {
     log_error(e.what());
     return 1;

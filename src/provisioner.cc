@@ -4,12 +4,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <exception>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/image_check.h"
 #include "qemu_lio/log.h"
+#include "qemu_lio/parallel.h"
 
 namespace qemu_lio {
 namespace {
@@ -66,7 +70,10 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
 
 }  // namespace
 
-int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
+namespace {
+
+// The serial rules of teardown over one list: newest first, ACLs kept under a live nexus.
+int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
   int failed = 0;
   // TPGs whose nexus could not be cleared: removing an ACL under a live nexus blocks the
   // caller in the kernel for minutes, so their ACLs stay (and count as failures).
@@ -90,13 +97,87 @@ int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& re
   return failed;
 }
 
+}  // namespace
+
+std::vector<std::vector<Undo>> undo_groups(const std::vector<Undo>& steps) {
+  using K = layout::Parsed::Kind;
+  // Union-find over the steps: two steps are in one group when they name the same HBA,
+  // the same storage object (directly or as a LUN link's name) or the same vhost target.
+  std::vector<size_t> parent(steps.size());
+  for (size_t i = 0; i < parent.size(); ++i) parent[i] = i;
+  auto root = [&](size_t i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  std::map<std::string, size_t> holder;  // key -> a step that has it
+  auto join = [&](size_t i, const std::string& key) {
+    auto [it, fresh] = holder.emplace(key, i);
+    if (!fresh) parent[root(i)] = root(it->second);
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const layout::Parsed p = layout::parse(steps[i].path);
+    switch (p.kind) {
+      case K::kNone: return {steps};
+      case K::kHba: join(i, "hba " + p.hba); break;
+      case K::kStorageObject:
+        join(i, "hba " + p.hba);
+        join(i, "object " + p.object);
+        break;
+      case K::kLunLink:  // the link is named after the storage object it exports
+        join(i, "wwn " + p.wwn);
+        join(i, "object " + p.link);
+        break;
+      default: join(i, "wwn " + p.wwn); break;
+    }
+  }
+  // Walking from the newest step, a group is numbered when its newest step is met.
+  std::map<size_t, size_t> group_of_root;
+  for (size_t i = steps.size(); i-- > 0;) group_of_root.emplace(root(i), group_of_root.size());
+  std::vector<std::vector<Undo>> groups(group_of_root.size());
+  for (size_t i = 0; i < steps.size(); ++i) groups[group_of_root[root(i)]].push_back(steps[i]);
+  return groups;
+}
+
+int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
+  if (!fs.concurrent()) return undo_in_order(fs, steps, retry);
+  std::vector<std::vector<Undo>> groups;
+  try {
+    groups = undo_groups(steps);
+  } catch (const std::exception&) {
+    return undo_in_order(fs, steps, retry);  // out of memory: the serial path needs none
+  }
+  if (groups.size() <= 1) return undo_in_order(fs, steps, retry);
+  // Each disk's kernel waits (unlink of the LUN link, rmdir of the TPG, closing the image)
+  // overlap with the others'; within a disk the order is the serial one.
+  std::atomic<int> failed{0};
+  run_parallel(groups.size(), kMaxParallelDisks,
+               [&](size_t i) { failed += undo_in_order(fs, groups[i], retry); });
+  return failed;
+}
+
 Provisioner::Provisioner(ConfigFs& fs, RetryPolicy retry) : fs_(fs), retry_(retry) {}
 
 Provisioner::~Provisioner() { teardown(); }
 
+namespace {
+
+// The plan's ops per disk, each disk's in plan order; disks in the order of their first op.
+std::vector<std::vector<const Op*>> ops_by_disk(const Plan& plan) {
+  std::vector<std::vector<const Op*>> disks;
+  std::map<size_t, size_t> index;
+  for (const Op& op : plan.ops) {
+    auto [it, fresh] = index.emplace(op.disk, disks.size());
+    if (fresh) disks.emplace_back();
+    disks[it->second].push_back(&op);
+  }
+  return disks;
+}
+
+}  // namespace
+
 void Provisioner::apply(const Plan& plan) {
   try {
-    for (const Op& op : plan.ops) run_op(op);
+    run_disks(ops_by_disk(plan));
   } catch (const SysError& e) {
     teardown();
     // The object first, as an absolute path, then what was done and the kernel's cause.
@@ -107,18 +188,60 @@ void Provisioner::apply(const Plan& plan) {
   }
 }
 
+void Provisioner::run_disks(const std::vector<std::vector<const Op*>>& disks) {
+  std::atomic<bool> stop{false};
+  if (disks.size() <= 1 || !fs_.concurrent()) {
+    for (const auto& ops : disks) run_disk(ops, stop);
+    return;
+  }
+  std::mutex m;
+  std::exception_ptr first;
+  run_parallel(disks.size(), kMaxParallelDisks, [&](size_t i) {
+    try {
+      run_disk(disks[i], stop);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(m);
+      if (first) {
+        log_verbose(std::string("also failed: ") + e.what());
+        return;
+      }
+      first = std::current_exception();
+      stop = true;
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(m);
+      if (!first) first = std::current_exception();
+      stop = true;
+    }
+  });
+  // Every thread has returned: what the disks made is all in undo_ for apply's rollback.
+  if (first) std::rethrow_exception(first);
+}
+
+void Provisioner::run_disk(const std::vector<const Op*>& ops, const std::atomic<bool>& stop) {
+  Bindings own;  // this disk's HBA: its later steps name it
+  for (const Op* op : ops) {
+    if (stop) return;  // another disk failed: the whole run is about to be rolled back
+    run_op(*op, own);
+  }
+}
+
 void Provisioner::announce(const Undo& u, bool cancelled) {
   if (observer_) observer_(u, cancelled);
 }
 
-void Provisioner::run_op(const Op& raw) {
+void Provisioner::created(const Undo& u) {
+  std::lock_guard<std::mutex> lock(mu_);
+  undo_.push_back(u);
+}
+
+void Provisioner::run_op(const Op& raw, Bindings& own) {
   if (raw.kind == Op::Kind::kClaimHba) {
-    claim_hba(raw);
+    claim_hba(raw, own);
     return;
   }
   Op op = raw;
-  op.path = bind_vars(raw.path, vars_);
-  op.value = bind_vars(raw.value, vars_);
+  op.path = bind_vars(raw.path, own);
+  op.value = bind_vars(raw.value, own);
   std::optional<Undo> undo = undo_of(op);
   // Recorded before the object exists, so a crash right after creating it cannot hide it.
   if (undo) announce(*undo, false);
@@ -164,14 +287,21 @@ void Provisioner::run_op(const Op& raw) {
     default: log_verbose("made " + op.path); break;
   }
   // The object exists from here on: its undo step goes on the stack before anything else.
-  if (undo) undo_.push_back(*undo);
+  if (undo) created(*undo);
 }
 
-void Provisioner::claim_hba(const Op& op) {
-  // Start past the last HBA this run claimed: the lower ones are taken, and probing them
+void Provisioner::claim_hba(const Op& op, Bindings& own) {
+  // Each attempt takes the next index of this run under the lock, so the disks' claims never
+  // try one name twice; the mkdir itself, outside the lock, stays the claim against other
+  // tools. Indexes below the last one tried are taken (by us or by others): probing them
   // again made claims quadratic in the number of disks.
-  int& next = next_hba_[op.path + "/" + op.value];
-  for (int n = next; n < kMaxHbaIndex; ++n) {
+  for (;;) {
+    int n;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      n = next_hba_[op.path + "/" + op.value]++;
+    }
+    if (n >= kMaxHbaIndex) break;
     std::string name = layout::hba_name(op.value, n);
     Undo undo{Undo::Kind::kRmdir, op.path + "/" + name, ""};
     announce(undo, false);
@@ -182,9 +312,12 @@ void Provisioner::claim_hba(const Op& op) {
       if (e.err() == EEXIST) continue;  // another tool holds it; try the next
       throw;
     }
-    undo_.push_back(undo);
-    vars_.emplace_back(op.var, name);
-    next = n + 1;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      undo_.push_back(undo);
+      vars_.emplace_back(op.var, name);
+    }
+    own.emplace_back(op.var, name);
     log_verbose("claimed " + undo.path);
     return;
   }

@@ -5,6 +5,7 @@
 
 #include <boost/process/environment.hpp>
 #include <boost/process/search_path.hpp>
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -214,10 +215,17 @@ QemuCommandLine scan_qemu_argv(const std::vector<std::string>& in) {
       r.smp_cpus = parse_smp(in[i + 1]);
     } else if (has_value && is_opt(a, "name")) {
       r.name = in[i + 1];  // the last one wins, as in QEMU
+    } else if (has_value && (is_opt(a, "machine") || is_opt(a, "M"))) {
+      // "-machine q35,accel=kvm" or "-machine type=q35"; the last type wins.
+      for (const std::string& part : split_qemu_opts(in[i + 1])) {
+        if (part.rfind("type=", 0) == 0) r.machine = part.substr(5);
+        else if (part.find('=') == std::string::npos && !part.empty()) r.machine = part;
+      }
     }
     r.argv.push_back(a);
     if (has_value && (is_opt(a, "readconfig") || is_opt(a, "pidfile") || is_opt(a, "smp") ||
-                      is_opt(a, "name") || is_opt(a, "drive") || is_opt(a, "device"))) {
+                      is_opt(a, "name") || is_opt(a, "drive") || is_opt(a, "device") ||
+                      is_opt(a, "machine") || is_opt(a, "M"))) {
       r.argv.push_back(in[++i]);
     }
   }
@@ -236,6 +244,7 @@ std::vector<std::pair<std::string, std::string>> device_properties(const DiskPla
       {"wwpn", d.identity.wwn},
       {"max_sectors", std::to_string(d.spec.max_sectors)}};
   if (d.spec.num_queues) p.emplace_back("num_queues", std::to_string(*d.spec.num_queues));
+  if (d.worker_per_virtqueue) p.emplace_back("worker_per_virtqueue", "on");
   if (d.spec.bootindex) {
     p.emplace_back("bootindex", std::to_string(*d.spec.bootindex));
     p.emplace_back("boot_tpgt", "1");  // the TPG qemu-lio creates
@@ -253,6 +262,23 @@ std::string device_option(const DiskPlan& d) {
   return s;
 }
 
+bool is_q35(const std::string& machine) {
+  return machine == "q35" || machine.rfind("pc-q35-", 0) == 0;
+}
+
+std::vector<std::string> hotplug_port_options(int count, bool json) {
+  std::vector<std::string> out;
+  for (int k = 0; k < count; ++k) {
+    // Chassis numbers from the top of the range: libvirt and hand-written command lines
+    // number their own root ports from 0 or 1, and QEMU refuses a repeated chassis/slot.
+    const int chassis = 255 - k;
+    out.push_back("-device");
+    out.push_back(json ? fmt::format(R"({{"driver":"pcie-root-port","id":"{}{}","chassis":{}}})", kHotplugPortPrefix, k, chassis)
+                       : fmt::format("pcie-root-port,id={}{},chassis={}", kHotplugPortPrefix, k, chassis));
+  }
+  return out;
+}
+
 std::string device_json(const DiskPlan& d) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
   for (const auto& [k, v] : device_properties(d)) {
@@ -260,6 +286,8 @@ std::string device_json(const DiskPlan& d) {
     // number ("max_sectors":"2048" is refused), while bus and addr stay strings.
     if (k == "max_sectors" || k == "num_queues" || k == "bootindex" || k == "boot_tpgt")
       j[k] = std::stoll(v);
+    else if (k == "worker_per_virtqueue")
+      j[k] = v == "on";  // a bool property takes a JSON boolean
     else
       j[k] = v;
   }

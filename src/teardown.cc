@@ -7,6 +7,19 @@
 
 namespace qemu_lio {
 
+TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, const RetryPolicy& retry,
+                                     const ForgetJournal& forget) noexcept {
+  try {
+    JournalLock lock(file);
+    if (!lock.still_current()) return {};
+    return teardown_journal(fs, read_journal(file), retry, forget);
+  } catch (const std::exception& e) {
+    if (::access(file.c_str(), F_OK) != 0) return {};  // torn down by another process
+    log_error(e.what());
+    return {0, 1};
+  }
+}
+
 bool object_present(ConfigFs& fs, const Undo& u) {
   if (u.kind == Undo::Kind::kWrite) {
     try {
@@ -34,11 +47,13 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
     for (const Undo& u : j.undo)
       if (object_present(fs, u)) ++r.failed;
     if (r.failed == 0) {
-      // A -pidfile qemu-lio added for -daemonize lives beside the journal.
+      // A -pidfile qemu-lio added for -daemonize, and the control socket, live beside the
+      // journal; anything the journal names elsewhere is not ours to delete.
       const std::string dir = j.file.substr(0, j.file.rfind('/') + 1);
-      if (!j.pidfile.empty() && j.pidfile.rfind(dir, 0) == 0 &&
-          j.pidfile.find('/', dir.size()) == std::string::npos)
-        forget(j.pidfile);
+      for (const std::string* beside : {&j.pidfile, &j.control_socket})
+        if (!beside->empty() && beside->rfind(dir, 0) == 0 &&
+            beside->find('/', dir.size()) == std::string::npos)
+          forget(*beside);
       forget(j.file);
     }
   } catch (const std::exception& e) {

@@ -16,10 +16,38 @@
 
 namespace qemu_lio {
 
+/// A backstop that was forked and may not have recorded itself yet. The caller may go on
+/// with work that creates nothing (the state lock, the inventory scan) while the backstop
+/// starts, then must call await() before the first LIO object or journal record of its own.
+class BackstopStart {
+ public:
+  BackstopStart() = default;
+  BackstopStart(pid_t child, int ready_fd) : child_(child), ready_fd_(ready_fd) {}
+  /// Reaps the intermediate child if await() was never called (errors then go unreported).
+  ~BackstopStart();
+  BackstopStart(BackstopStart&& o) noexcept;
+  BackstopStart& operator=(BackstopStart&& o) noexcept;
+  BackstopStart(const BackstopStart&) = delete;
+  BackstopStart& operator=(const BackstopStart&) = delete;
+
+  /// Returns once the backstop has recorded itself in the journal; at once if already
+  /// awaited. Throws Error if it could not be started.
+  void await();
+  bool pending() const { return child_ > 0; }
+
+ private:
+  pid_t child_ = -1;
+  int ready_fd_ = -1;
+};
+
 /// Forks the backstop for `journal_file` (which must exist), watching `wrapper` (this
 /// process). It runs in its own session, in "/", with stdio on /dev/null and no other
-/// inherited fd, logs to syslog, and records itself in the journal before this returns.
-/// Throws Error if it cannot be started; nothing has been created then.
+/// inherited fd, logs to syslog, and records itself in the journal before the returned
+/// start's await() returns. Throws Error if it cannot be forked; nothing has been created then.
+BackstopStart start_backstop(const std::string& journal_file, const std::string& configfs_root,
+                             const ProcessId& wrapper);
+
+/// start_backstop(...).await(): the backstop has recorded itself when this returns.
 void spawn_backstop(const std::string& journal_file, const std::string& configfs_root,
                     const ProcessId& wrapper);
 

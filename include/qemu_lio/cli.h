@@ -4,6 +4,7 @@
 //   qemu-lio gc [--dry-run] | list [--json] | check [--qemu PATH]   [--configfs DIR] [--state-dir DIR]
 //   qemu-lio [OPTIONS] libvirt-hook DOMAIN OP SUBOP [EXTRA]   (libvirt's words, verbatim)
 //   qemu-lio libvirt-xml SPEC [--name DOMAIN]
+//   qemu-lio attach VM SPEC [--id ID] [--timeout S] | detach VM ID|IMAGE [--timeout S]
 
 #include <optional>
 #include <string>
@@ -24,13 +25,16 @@ struct RunOptions {
   std::string configfs = "/sys/kernel/config";
   std::string state_dir = "/run/qemu-lio";
   Verbosity verbosity = Verbosity::kNormal;
+  std::optional<int> hotplug_ports;     ///< run: --hotplug-ports (else the config's)
+  std::optional<std::string> device_id;  ///< attach: --id
+  int timeout = 30;                    ///< attach, detach: --timeout, seconds for each QEMU wait
   std::vector<std::string> qemu_argv;  ///< run: everything after "--"
-  std::vector<std::string> args;       ///< libvirt-hook, libvirt-xml: their words
+  std::vector<std::string> args;       ///< libvirt-hook, libvirt-xml, attach, detach: their words
 };
 
 /// What main() should do.
 struct Command {
-  enum class Kind { kRun, kGc, kList, kCheck, kLibvirtHook, kLibvirtXml, kHelp, kVersion };
+  enum class Kind { kRun, kGc, kList, kCheck, kLibvirtHook, kLibvirtXml, kAttach, kDetach, kHelp, kVersion };
   Kind kind = Kind::kRun;
   RunOptions run;
 };

@@ -15,12 +15,18 @@ enum class LaunchMode {
                ///< (the drop-in's default)
 };
 
+/// `worker_per_virtqueue = auto|on|off`: QEMU's per-virtqueue vhost workers (vhost_caps.h).
+enum class WorkerSetting { kAuto, kOn, kOff };
+
 /// The settings of the config file.
 struct Config {
   std::optional<std::string> qemu;  ///< `qemu = PATH`: the real QEMU binary
   /// `mode = supervise|exec`; unset, each front end picks its own default (LaunchRequest).
   std::optional<LaunchMode> mode;
   std::vector<std::string> allow;   ///< `allow = DIR`, repeatable: images must be under one
+  /// `hotplug_ports = N`: empty pcie-root-ports a q35 VM gets for `qemu-lio attach`.
+  int hotplug_ports = 0;
+  WorkerSetting worker_per_virtqueue = WorkerSetting::kAuto;
   std::string source;               ///< the file read ("" if none)
 };
 

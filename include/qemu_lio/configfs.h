@@ -33,6 +33,10 @@ class ConfigFs {
   virtual std::vector<std::string> list(const std::string& dir) = 0;
   /// The absolute path of `path` (relative to the mount point), for messages.
   virtual std::string absolute(const std::string& path) const = 0;
+  /// True if several threads may call this object at once. Only then are the disks of a
+  /// run provisioned and torn down in parallel; a dry run says no, so that what it prints
+  /// comes out in the one order a serial run would take.
+  virtual bool concurrent() const { return false; }
 };
 
 /// The real configfs at `root` (usually /sys/kernel/config).

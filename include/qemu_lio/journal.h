@@ -3,6 +3,7 @@
 // removes it) before it is created, so that `qemu-lio gc` can finish the job of a wrapper
 // that was SIGKILLed. Append-only, fsync'd, versioned; removed only after a clean teardown.
 
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,13 +25,20 @@ struct JournalContents {
   ProcessId wrapper;               ///< the qemu-lio process (in exec mode, QEMU itself)
   std::optional<ProcessId> owner;  ///< QEMU, once started (the last owner record wins)
   std::optional<ProcessId> backstop;  ///< the detached process that heals the set
-  std::string pidfile;             ///< QEMU's -pidfile when it daemonizes, else 
+  std::string pidfile;             ///< QEMU's -pidfile when it daemonizes, else ""
+  /// The private QMP socket qemu-lio gave QEMU ("" if none): attach and detach use it.
+  std::string control_socket;
   struct Image {
     std::string path;
     std::string wwn;
     std::string backstore;  ///< "core/fileio_N/NAME" once claimed, else ""
+    std::string device_id;  ///< QEMU's id of its vhost-scsi-pci device, when known
+    int ordinal = 0;        ///< its place among the image records (the N of "-disk<N>")
   };
-  std::vector<Image> images;
+  std::vector<Image> images;  ///< the disks the VM has now (detached ones are dropped)
+  /// Image records ever written, detached disks included: the next disk's index, so a
+  /// storage object name is never reused within one VM.
+  int disks_ever = 0;
   /// libvirt's hook made this set for the domain with this UUID ("" otherwise).
   std::string libvirt_uuid;
   /// How long the backstop waits for a QEMU to appear in `pidfile` once the wrapper is gone
@@ -41,12 +49,16 @@ struct JournalContents {
 };
 
 /// Writes one journal. Each record is one line, written with a single write(2) and fsync'd.
+/// Records may be appended from several threads at once (the disks of a run are provisioned
+/// in parallel): each is whole, and a record is on disk when its call returns.
 class JournalWriter {
  public:
   /// Creates `<state_dir>/<vm_name>.<pid>.journal` (0600; state dir 0700, made if missing).
   /// The file appears with its header (version, VM, wrapper) already in it: a gc that finds
   /// it always learns who owns it.
   JournalWriter(const std::string& state_dir, const std::string& vm_name, const ProcessId& self);
+  /// Appends to the existing journal `file` (attach and detach add to a running VM's).
+  explicit JournalWriter(const std::string& file);
   ~JournalWriter();
   JournalWriter(const JournalWriter&) = delete;
   JournalWriter& operator=(const JournalWriter&) = delete;
@@ -63,6 +75,13 @@ class JournalWriter {
   void libvirt_domain(const std::string& uuid);
   /// Records that a QEMU will name itself in the pidfile up to `seconds` after we exit.
   void await_qemu(int seconds);
+  /// Records the private QMP socket, before it is bound.
+  void control_socket(const std::string& path);
+  /// Records QEMU's id for the device of the disk with `wwn` (a hot-plugged disk).
+  void device(const std::string& wwn, const std::string& id);
+  /// Records that the disk with `wwn` left the VM: its objects were removed (each with a
+  /// "cancel" record first) and it no longer counts as one of the VM's images.
+  void detach(const std::string& wwn);
   /// Records that provisioning completed.
   void ready();
   /// Deletes the journal: call only once the kernel is clean.
@@ -73,6 +92,7 @@ class JournalWriter {
  private:
   void append(const std::string& line);
   std::string path_;
+  std::mutex mu_;  ///< one record and its sync at a time; guards fd_ against remove()
   UniqueFd fd_;
 };
 
@@ -84,6 +104,25 @@ void append_journal_record(const std::string& file, const std::string& line);
 std::string owner_record(const ProcessId& p);
 /// The record that names the backstop.
 std::string backstop_record(const ProcessId& p);
+
+/// An exclusive flock on a journal file. Attach, detach and every teardown of the set hold
+/// it, so a disk being attached is either in the journal the teardown reads or not made.
+class JournalLock {
+ public:
+  /// Blocks until the lock is held (`wait`), or only tries (then see held()). Throws Error
+  /// if the file cannot be opened.
+  explicit JournalLock(const std::string& file, bool wait = true);
+  /// False if a try found the lock taken.
+  bool held() const { return held_; }
+  const std::string& file() const { return file_; }
+  /// False once the journal was deleted (its set torn down) while we waited for the lock.
+  bool still_current() const;
+
+ private:
+  std::string file_;
+  UniqueFd fd_;
+  bool held_ = false;
+};
 
 /// Reads a journal; throws Error if it is unreadable or of an unknown version.
 JournalContents read_journal(const std::string& file);

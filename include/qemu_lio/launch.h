@@ -10,6 +10,7 @@
 #include "qemu_lio/cli.h"
 #include "qemu_lio/config_file.h"
 #include "qemu_lio/configfs.h"
+#include "qemu_lio/control_socket.h"
 #include "qemu_lio/qemu_cmdline.h"
 #include "qemu_lio/plan.h"
 #include "qemu_lio/unique_fd.h"
@@ -36,6 +37,8 @@ struct LaunchRequest {
     int await_seconds = 0;
   };
   std::optional<LibvirtDomain> libvirt;
+  /// --hotplug-ports; unset: the config's hotplug_ports.
+  std::optional<int> hotplug_ports;
 };
 
 /// What a launch will do, decided before anything is touched.
@@ -51,6 +54,8 @@ struct Prepared {
   /// Where a daemonized QEMU names its daemon (the caller's -pidfile, or one qemu-lio adds
   /// in the state directory); "" without -daemonize.
   std::string daemon_pidfile;
+  /// The VM's private QMP socket for attach/detach (none without disks or QEMU argv).
+  ControlSocket control;
 };
 
 /// Names the VM, checks every image (allow list, num_queues from -smp), builds the plan and

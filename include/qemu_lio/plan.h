@@ -3,6 +3,7 @@
 // printing it as a shell script (--dry-run) and journalling it all read this one list, so
 // the three can never disagree about what qemu-lio does to the kernel.
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ struct Op {
   std::string var;         ///< kClaimHba: the variable it binds ("HBA0")
   std::string undo_value;  ///< kWrite: what to write at teardown ("NULL" for nexus)
   std::string why;         ///< a comment for the dry-run script and verbose log
+  /// The disk (index into Plan::disks) this step belongs to. The steps of one disk run in
+  /// plan order; those of different disks touch disjoint objects and may run at once.
+  std::size_t disk = 0;
 };
 
 /// One disk of the plan with everything known about it.
@@ -44,6 +48,9 @@ struct DiskPlan {
   std::string so_name;   ///< storage object name ("<vm>-disk<i>")
   std::string hba_var;   ///< the variable naming its HBA ("HBA0")
   std::string plugin;    ///< "fileio" or "iblock"
+  /// QEMU gives each I/O queue its own vhost worker (decided from QEMU, kernel and config:
+  /// vhost_caps.h).
+  bool worker_per_virtqueue = false;
 };
 
 /// Everything a run does to the kernel and adds to QEMU's command line.

@@ -18,8 +18,9 @@ struct CheckedImage {
   ImageInfo info;
 };
 
-/// Builds the plan for `vm_name` (already a safe token). Pure: reads nothing.
-Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& images);
+/// Builds the plan for `vm_name` (already a safe token). Pure: reads nothing. The disks are
+/// numbered from `first_disk` (a disk attached later continues the VM's numbering).
+Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& images, int first_disk = 0);
 
 /// Fails (Error, exit 1) if the plan collides with the live tree or with itself: an image
 /// already served by a backstore (unless both exports are read-only), a wwn already

@@ -5,7 +5,9 @@
 
 #include <string>
 
+#include "qemu_lio/backstop.h"
 #include "qemu_lio/configfs.h"
+#include "qemu_lio/control_socket.h"
 #include "qemu_lio/journal.h"
 #include "qemu_lio/plan.h"
 #include "qemu_lio/process_identity.h"
@@ -15,15 +17,22 @@ namespace qemu_lio {
 /// A run's LIO objects from the first journal record to the last teardown step.
 class ProvisionedRun {
  public:
-  /// Creates the journal under `state_dir` and starts the backstop: from here on, whatever
-  /// happens to this process, the objects go once nothing uses them. Throws Error if either
-  /// cannot be made; nothing exists in the kernel yet then.
+  /// Creates the journal under `state_dir` and starts the backstop: from the first object
+  /// on, whatever happens to this process, the objects go once nothing uses them. The
+  /// backstop is awaited (it has recorded itself) before this run's first journal record or
+  /// object, so its start overlaps the state lock and the inventory scan. Throws Error if
+  /// the journal cannot be made or the backstop not started; nothing exists in the kernel then.
   ProvisionedRun(ConfigFs& fs, const std::string& configfs_root, const std::string& state_dir,
                  const std::string& vm_name);
   /// Before QEMU started: tears down (a failed start). After: leaves the set to the backstop.
   ~ProvisionedRun();
   ProvisionedRun(const ProvisionedRun&) = delete;
   ProvisionedRun& operator=(const ProvisionedRun&) = delete;
+
+  /// Returns once the backstop has recorded itself in the journal (provision() and every
+  /// record below wait for it first). On failure removes the still empty journal and throws
+  /// Error.
+  void backstop_ready();
 
   /// Checks `plan` against the live tree and applies it, as one step under the state lock
   /// (two runs on one image cannot both pass the check). Every object is journalled before
@@ -48,6 +57,10 @@ class ProvisionedRun {
   /// names in the daemon pidfile; the backstop waits up to `await_seconds` for it.
   void libvirt_domain(const std::string& uuid, int await_seconds);
 
+  /// Records the VM's control socket in the journal (so the teardown deletes it and attach
+  /// finds it), then binds it. Throws Error if it cannot be bound.
+  void control_socket(ControlSocket& socket);
+
   /// Leaves the objects and the journal to the backstop: QEMU (a daemon) runs on without us.
   void hand_off();
 
@@ -66,6 +79,7 @@ class ProvisionedRun {
   std::string state_dir_;
   ProcessId self_;
   JournalWriter journal_;
+  BackstopStart backstop_;
   bool qemu_started_ = false;
   bool done_ = false;
 };

@@ -2,9 +2,11 @@
 // Applies a Plan to configfs. Every object pushes its undo step the moment it exists, so
 // a failure at any step, or the end of the VM, unwinds exactly what this run made.
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,7 +25,8 @@ struct RetryPolicy {
 
 /// Told, before each kernel object is created, the step that would remove it
 /// (cancelled=false), and again with cancelled=true if the creation then failed. The
-/// journal hooks in here.
+/// journal hooks in here. With several disks it is called from several threads at once
+/// (one per disk, each disk's calls in order), so it must be thread-safe.
 using UndoObserver = std::function<void(const Undo& undo, bool cancelled)>;
 
 /// Owns the objects created in the kernel. The destructor rolls back anything not torn
@@ -35,12 +38,15 @@ class Provisioner {
   Provisioner(const Provisioner&) = delete;
   Provisioner& operator=(const Provisioner&) = delete;
 
-  /// Applies every op in order. On failure rolls back what it made and throws Error naming
-  /// the object and the kernel's cause.
+  /// Applies the ops of each disk in plan order; the disks themselves run at once (up to
+  /// kMaxParallelDisks) when the ConfigFs is concurrent(), else one after another. On any
+  /// failure the other disks stop at their next step, everything made by all of them is
+  /// rolled back, and Error is thrown naming the first failing object and the kernel's cause.
   void apply(const Plan& plan);
 
-  /// Removes every created object in reverse order. EBUSY is retried with backoff, ENOENT
-  /// counts as done, other errors are logged and teardown carries on. Never throws.
+  /// Removes every created object in reverse order (per disk; disks in parallel, see
+  /// run_undo). EBUSY is retried with backoff, ENOENT counts as done, other errors are
+  /// logged and teardown carries on. Never throws.
   /// Returns the number of objects that could not be removed (0 = kernel clean).
   int teardown() noexcept;
 
@@ -58,20 +64,34 @@ class Provisioner {
   void set_observer(UndoObserver obs) { observer_ = std::move(obs); }
 
  private:
-  void run_op(const Op& op);
-  void claim_hba(const Op& op);
+  using Bindings = std::vector<std::pair<std::string, std::string>>;
+  void run_disks(const std::vector<std::vector<const Op*>>& disks);
+  void run_disk(const std::vector<const Op*>& ops, const std::atomic<bool>& stop);
+  void run_op(const Op& op, Bindings& own);
+  void claim_hba(const Op& op, Bindings& own);
   void announce(const Undo& u, bool cancelled);
+  void created(const Undo& u);
 
   ConfigFs& fs_;
   RetryPolicy retry_;
-  std::vector<Undo> undo_;
-  std::vector<std::pair<std::string, std::string>> vars_;
+  std::mutex mu_;  ///< guards undo_, vars_ and next_hba_ while disks run in parallel
+  std::vector<Undo> undo_;  ///< in creation order: each disk's steps in its own order
+  Bindings vars_;
   std::map<std::string, int> next_hba_;  ///< per "target/core/<plugin>": where to probe next
   UndoObserver observer_;
 };
 
-/// Runs a list of undo steps in reverse with the retry rules of Provisioner::teardown.
+/// Runs a list of undo steps (oldest first) in reverse with the retry rules of
+/// Provisioner::teardown. When `fs` is concurrent(), the steps are split per disk
+/// (undo_groups) and the disks are undone in parallel, each in its own reverse order.
 /// Returns the number that failed. Used by gc for journals of dead runs.
 int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept;
+
+/// Splits undo steps (oldest first) into independent groups, one per disk: an HBA, its
+/// storage object, and the vhost target whose LUN links that object (by name), with
+/// everything under it. Each group keeps the steps' order; the groups come newest first
+/// (by their newest step). A step whose path is not a LIO object (layout::parse) puts all
+/// steps into one group: nothing is known about what it depends on.
+std::vector<std::vector<Undo>> undo_groups(const std::vector<Undo>& steps);
 
 }  // namespace qemu_lio

@@ -38,6 +38,8 @@ struct QemuCommandLine {
   std::optional<std::string> pidfile;
   std::optional<int> smp_cpus;  ///< from -smp (or [smp-opts] in a readconfig)
   std::optional<std::string> name;  ///< the last -name value, as given
+  /// The machine type of -machine/-M ("q35", "pc-q35-7.2"), if given.
+  std::optional<std::string> machine;
   /// The caller writes -device as JSON (libvirt does since QEMU 6.0): ours follow suit.
   bool json_devices = false;
 };
@@ -64,6 +66,15 @@ std::string device_option(const DiskPlan& d);
 
 /// The -device value for one disk as JSON: {"driver":"vhost-scsi-pci","wwpn":"...",...}.
 std::string device_json(const DiskPlan& d);
+
+/// The id prefix of the hot-plug ports qemu-lio adds ("qemu-lio-port0", ...).
+inline const std::string kHotplugPortPrefix = "qemu-lio-port";
+
+/// True for a q35 machine type: its root bus takes no hot-plugged device.
+bool is_q35(const std::string& machine);
+
+/// `count` empty pcie-root-ports for attach, as -device options (JSON ones for a JSON caller).
+std::vector<std::string> hotplug_port_options(int count, bool json);
 
 /// The final argv: -device options in the drives' places (all at the end, as JSON, when the
 /// caller's own -device options are JSON), readconfig FILEs replaced by

@@ -15,7 +15,8 @@ namespace qemu_lio {
 /// What happens to a journal once its objects are gone: unlink it, or (gc --dry-run) say so.
 using ForgetJournal = std::function<void(const std::string& journal_file)>;
 
-/// Deletes a journal file (and a -pidfile qemu-lio made for the run in the same directory).
+/// Deletes a journal file (and a -pidfile or control socket qemu-lio made for the run in the
+/// same directory).
 void unlink_journal(const std::string& journal_file);
 
 /// What a teardown did.
@@ -28,6 +29,12 @@ struct TeardownResult {
 /// ENOENT counts as done), then calls `forget(j.file)` if none is left. Never throws.
 TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const RetryPolicy& retry,
                                 const ForgetJournal& forget = unlink_journal) noexcept;
+
+/// teardown_journal for the journal `file`, read and torn down under its JournalLock, so an
+/// attach or detach of the same set is either wholly before or wholly after. A journal
+/// deleted meanwhile (its set already torn down) counts as clean.
+TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, const RetryPolicy& retry,
+                                     const ForgetJournal& forget = unlink_journal) noexcept;
 
 /// True if the object `u` removes is in the kernel now (a nexus: while it names one).
 bool object_present(ConfigFs& fs, const Undo& u);

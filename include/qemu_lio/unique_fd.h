@@ -30,6 +30,12 @@ class UniqueFd {
     if (fd_ >= 0) ::close(fd_);
   }
   UniqueFd(UniqueFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  /// Gives up ownership: returns the fd, which the caller must close.
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
   UniqueFd& operator=(UniqueFd&& o) noexcept {
     if (this != &o) {
       if (fd_ >= 0) ::close(fd_);

@@ -60,10 +60,10 @@ err=$(QEMU_LIO_CONFIG=$tmp/bad.conf "$bin" --dry-run -- true 2>&1 >/dev/null) \
   && miss "qemu-lio accepted an unknown config key"
 known=$(sed -n 's/.*(known: \(.*\))$/\1/p' <<<"$err" | tr -d ' ' | tr ',' '\n' | sort)
 [ -n "$known" ] || miss "no list of known config keys in qemu-lio's error for an unknown key"
-shown=$(sed -nE 's/^#([a-z-]+) = .*/\1/p' "$sample" | sort -u)
+shown=$(sed -nE 's/^#([a-z_-]+) = .*/\1/p' "$sample" | sort -u)
 [ "$known" = "$shown" ] || miss "packaging/qemu-lio.conf shows keys [$(echo $shown)], the parser knows [$(echo $known)]"
 if grep -vE '^(#|$)' "$sample" | grep -q .; then miss "packaging/qemu-lio.conf sets something (it must be all comments)"; fi
-sed -E 's/^#([a-z-]+ = )/\1/' "$sample" >"$tmp/all.conf"
+sed -E 's/^#([a-z_-]+ = )/\1/' "$sample" >"$tmp/all.conf"
 out=$(QEMU_LIO_CONFIG=$tmp/all.conf "$bin" --dry-run -- true 2>&1 >/dev/null) \
   || miss "packaging/qemu-lio.conf, uncommented, does not parse: $out"
 for k in $known; do

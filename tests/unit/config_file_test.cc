@@ -31,13 +31,22 @@ TEST(ConfigFile, DefaultsWhenEmpty) {
 
 TEST(ConfigFile, ErrorsNameFileLineAndKey) {
   EXPECT_EQ(error_of<UsageError>([] { parse_config("mode = exec\ncolour = blue\n", "q.conf"); }),
-            "q.conf:2: unknown key 'colour' (known: qemu, mode, allow)");
+            "q.conf:2: unknown key 'colour' (known: qemu, mode, allow, hotplug_ports, worker_per_virtqueue)");
   EXPECT_NE(error_of<UsageError>([] { parse_config("mode = fast\n", "q.conf"); }).find("q.conf:1"),
             std::string::npos);
   EXPECT_NE(error_of<UsageError>([] { parse_config("qemu = relative/qemu\n", "q.conf"); }).find("absolute"),
             std::string::npos);
   EXPECT_NE(error_of<UsageError>([] { parse_config("just words\n", "q.conf"); }).find("key = value"),
             std::string::npos);
+}
+
+TEST(ConfigFile, WorkerPerVirtqueueIsAutoOnOrOff) {
+  EXPECT_EQ(parse_config("", "x").worker_per_virtqueue, WorkerSetting::kAuto);
+  EXPECT_EQ(parse_config("worker_per_virtqueue = on\n", "x").worker_per_virtqueue, WorkerSetting::kOn);
+  EXPECT_EQ(parse_config("worker_per_virtqueue = off\n", "x").worker_per_virtqueue, WorkerSetting::kOff);
+  EXPECT_EQ(parse_config("worker_per_virtqueue=auto\n", "x").worker_per_virtqueue, WorkerSetting::kAuto);
+  EXPECT_EQ(error_of<UsageError>([] { parse_config("worker_per_virtqueue = yes\n", "q.conf"); }),
+            "q.conf:1: worker_per_virtqueue must be auto, on or off, not 'yes'");
 }
 
 // Sets QEMU_LIO_CONFIG for one test.

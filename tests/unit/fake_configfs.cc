@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "qemu_lio/error.h"
 
@@ -173,7 +174,18 @@ void FakeConfigFs::begin(FsOp op, const std::string& path, const std::string& ac
     }
 }
 
+FakeConfigFs::Wait::Wait(FakeConfigFs& fs) : fs_(fs) {
+  const int now = ++fs_.in_flight_;
+  int seen = fs_.max_in_flight_;
+  while (now > seen && !fs_.max_in_flight_.compare_exchange_weak(seen, now)) {
+  }
+  if (fs_.latency_.count() > 0) std::this_thread::sleep_for(fs_.latency_);
+}
+
+FakeConfigFs::Wait::~Wait() { --fs_.in_flight_; }
+
 void FakeConfigFs::before(FsOp op, const std::string& path, std::function<void()> hook) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   hooks_.push_back({op, normalize(path), std::move(hook)});
 }
 
@@ -202,6 +214,8 @@ void FakeConfigFs::crash(const std::string& reason, const std::string& path) {
 }
 
 void FakeConfigFs::mkdir(const std::string& path) {
+  Wait wait(*this);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string p = normalize(path);
   begin(FsOp::kMkdir, p, "cannot create");
   absolute_errors([&] { do_mkdir(p); });
@@ -209,6 +223,8 @@ void FakeConfigFs::mkdir(const std::string& path) {
 }
 
 void FakeConfigFs::rmdir(const std::string& path) {
+  Wait wait(*this);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string p = normalize(path);
   begin(FsOp::kRmdir, p, "cannot remove");
   absolute_errors([&] { do_rmdir(p); });
@@ -216,6 +232,8 @@ void FakeConfigFs::rmdir(const std::string& path) {
 }
 
 void FakeConfigFs::write(const std::string& path, const std::string& value) {
+  Wait wait(*this);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string p = normalize(path);
   begin(FsOp::kWrite, p, "cannot write '" + value + "'");
   absolute_errors([&] { do_write(p, value); });
@@ -223,12 +241,15 @@ void FakeConfigFs::write(const std::string& path, const std::string& value) {
 }
 
 std::string FakeConfigFs::read(const std::string& path) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string p = normalize(path);
   begin(FsOp::kRead, p, "cannot read");
   return absolute_errors([&] { return show(p); });
 }
 
 void FakeConfigFs::symlink(const std::string& target, const std::string& link) {
+  Wait wait(*this);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string l = normalize(link), t = normalize(target);
   begin(FsOp::kSymlink, l, "cannot link");
   absolute_errors([&] { do_symlink(t, l); });
@@ -236,6 +257,8 @@ void FakeConfigFs::symlink(const std::string& target, const std::string& link) {
 }
 
 void FakeConfigFs::unlink(const std::string& path) {
+  Wait wait(*this);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string p = normalize(path);
   begin(FsOp::kUnlink, p, "cannot unlink");
   absolute_errors([&] { do_unlink(p); });
@@ -243,6 +266,7 @@ void FakeConfigFs::unlink(const std::string& path) {
 }
 
 std::string FakeConfigFs::link_target(const std::string& path) const {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string p = normalize(path);
   const Entry* e = find(p);
   if (!e) throw SysError(ENOENT, "cannot read link", absolute(p));
@@ -250,9 +274,11 @@ std::string FakeConfigFs::link_target(const std::string& path) const {
   return e->value;
 }
 
-bool FakeConfigFs::exists(const std::string& path) { return find(normalize(path)) != nullptr; }
+bool FakeConfigFs::exists(const std::string& path) {
+  std::lock_guard<std::recursive_mutex> lock(mu_); return find(normalize(path)) != nullptr; }
 
 std::vector<std::string> FakeConfigFs::list(const std::string& dir) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string p = normalize(dir);
   const Entry* e = find(p);
   if (!e || e->kind != Kind::kDir) return {};
@@ -260,11 +286,13 @@ std::vector<std::string> FakeConfigFs::list(const std::string& dir) {
 }
 
 bool FakeConfigFs::is_link(const std::string& path) const {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   const Entry* e = find(normalize(path));
   return e && e->kind == Kind::kLink;
 }
 
 void FakeConfigFs::fail_on(FsOp op, const std::string& path_part, int err, int count) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   Fault f;
   f.op = op;
   f.path = path_part;
@@ -274,6 +302,7 @@ void FakeConfigFs::fail_on(FsOp op, const std::string& path_part, int err, int c
 }
 
 void FakeConfigFs::fail_on_exact(FsOp op, const std::string& path, int err, int count) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   Fault f;
   f.op = op;
   f.path = normalize(path);
@@ -284,6 +313,7 @@ void FakeConfigFs::fail_on_exact(FsOp op, const std::string& path, int err, int 
 }
 
 void FakeConfigFs::fail_at_op(long n, int err) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   Fault f;
   f.at = n;
   f.err = err;
@@ -292,6 +322,7 @@ void FakeConfigFs::fail_at_op(long n, int err) {
 }
 
 void FakeConfigFs::fail_from_op(long n, int err) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   Fault f;
   f.at = n;
   f.from = true;
@@ -743,6 +774,7 @@ std::string FakeConfigFs::show(const std::string& p) const {
 // Inspection and scaffolding.
 
 std::string FakeConfigFs::snapshot() const {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string s;
   for (const auto& [path, e] : tree_) {
     if (path.empty()) continue;
@@ -770,14 +802,17 @@ std::string FakeConfigFs::snapshot() const {
   return s;
 }
 
-void FakeConfigFs::attach_vhost(const std::string& wwn) { attached_wwns_.push_back(wwn); }
+void FakeConfigFs::attach_vhost(const std::string& wwn) {
+  std::lock_guard<std::recursive_mutex> lock(mu_); attached_wwns_.push_back(wwn); }
 
 void FakeConfigFs::detach_vhost(const std::string& wwn) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   attached_wwns_.erase(std::remove(attached_wwns_.begin(), attached_wwns_.end(), wwn),
                        attached_wwns_.end());
 }
 
 void FakeConfigFs::clear_all() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   attached_wwns_.clear();
   auto unlink_all = [&](const std::string& dir) {
     for (const std::string& c : children(dir))

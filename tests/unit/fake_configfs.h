@@ -8,9 +8,12 @@
 // What would crash or hang the real kernel (emulate_tpu before enable, removing an ACL
 // under a live nexus) sets kernel_crashed() and throws ENODEV: tests assert it never happens.
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,6 +48,18 @@ class FakeConfigFs : public ConfigFs {
   std::vector<std::string> list(const std::string& dir) override;
   /// kRoot + "/" + path.
   std::string absolute(const std::string& path) const override;
+  /// Every call is safe from several threads at once (one lock around each call, hooks
+  /// included), but the fake says so only after set_concurrent(true): most tests count and
+  /// fail operations by number, which needs the serial order.
+  bool concurrent() const override { return concurrent_; }
+  /// Lets the Provisioner and run_undo work on several disks at once.
+  void set_concurrent(bool on) { concurrent_ = on; }
+  /// Every mkdir, rmdir, write, symlink and unlink first waits `wait` outside the lock, as
+  /// the kernel makes its caller wait (docs/benchmarks.md): calls from several threads
+  /// then overlap, and max_in_flight() shows whether they did.
+  void set_latency(std::chrono::microseconds wait) { latency_ = wait; }
+  /// The most changing calls (see set_latency) that were ever under way at once.
+  int max_in_flight() const { return max_in_flight_; }
 
   /// Test-only, neither counted nor failed: whether `path` is a symlink.
   bool is_link(const std::string& path) const;
@@ -138,6 +153,14 @@ class FakeConfigFs : public ConfigFs {
     int remaining = -1;
   };
 
+  // The kernel's wait of a changing call, outside the lock; counts calls under way.
+  class Wait {
+   public:
+    explicit Wait(FakeConfigFs& fs);
+    ~Wait();
+   private:
+    FakeConfigFs& fs_;
+  };
   // Counting and fault injection around each public call.
   void begin(FsOp op, const std::string& path, const std::string& action);
   // Runs `f`, turning the relative path of a SysError into an absolute one.
@@ -199,6 +222,12 @@ class FakeConfigFs : public ConfigFs {
   std::vector<std::string> calls_;
   std::vector<std::string> ignored_keys_;
   long ops_ = 0;
+  bool concurrent_ = false;
+  std::chrono::microseconds latency_{0};
+  std::atomic<int> in_flight_{0};
+  std::atomic<int> max_in_flight_{0};
+  // Recursive: a hook (see before) runs inside a call and may make calls of its own.
+  mutable std::recursive_mutex mu_;
   unsigned next_hba_index_ = 1;
   bool crashed_ = false;
   std::string crash_reason_;

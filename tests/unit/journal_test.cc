@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "test_support.h"
@@ -199,6 +200,53 @@ TEST(Journal, NeverVisibleWithoutItsOwner) {
   done = true;
   reader.join();
   EXPECT_EQ(0, ownerless.load()) << "of " << seen.load() << " journals read";
+}
+
+// The disks of a run are provisioned in parallel: their records interleave, and an image
+// still gets the backstore named after its own disk.
+TEST(Journal, InterleavedDisksKeepTheirOwnBackstores) {
+  TempDir dir;
+  std::string file;
+  {
+    JournalWriter j(dir.path(), "vm", ProcessId{::getpid(), 1});
+    file = j.path();
+    j.image("/img/a.raw", "naa.5001405000000001");
+    j.image("/img/b.raw", "naa.5001405000000002");
+    j.image("/img/c.raw", "naa.5001405000000003");
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_0", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_1", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_2", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_1/vm-disk2-ro", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_2/vm-disk0", ""}, false);
+    j.object({Undo::Kind::kRmdir, "target/core/fileio_0/vm-disk1", ""}, false);
+  }
+  JournalContents c = read_journal(file);
+  ASSERT_EQ(c.images.size(), 3u);
+  EXPECT_EQ(c.images[0].backstore, "core/fileio_2/vm-disk0");
+  EXPECT_EQ(c.images[1].backstore, "core/fileio_0/vm-disk1");
+  EXPECT_EQ(c.images[2].backstore, "core/fileio_1/vm-disk2-ro");
+}
+
+// Records from many threads at once: every one whole, none lost.
+TEST(Journal, AppendsFromManyThreadsStayWhole) {
+  TempDir dir;
+  std::string file;
+  {
+    JournalWriter j(dir.path(), "vm", ProcessId{::getpid(), 1});
+    file = j.path();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([&j, t] {
+        for (int k = 0; k < 50; ++k)
+          j.object({Undo::Kind::kRmdir, "target/core/fileio_" + std::to_string(t * 100 + k), ""}, false);
+      });
+    for (auto& th : threads) th.join();
+  }
+  JournalContents c = read_journal(file);
+  EXPECT_EQ(c.undo.size(), 400u);
+  std::set<std::string> seen;
+  for (const Undo& u : c.undo) seen.insert(u.path);
+  EXPECT_EQ(seen.size(), 400u);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include "qemu_lio/launch.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include "fake_configfs.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/image_spec.h"
+#include "qemu_lio/vhost_caps.h"
 #include "test_support.h"
 
 namespace qemu_lio {
@@ -33,6 +35,32 @@ bool contains(const Args& args, const std::string& s) {
 
 class LaunchTest : public ::testing::Test {
  protected:
+  // prepare() asks the QEMU it would run (qemu-system-x86_64 on PATH) what it can do: a
+  // stand-in first on PATH keeps these tests off the host's QEMU. `qemu_worker_` decides
+  // whether its vhost-scsi-pci lists worker_per_virtqueue.
+  void SetUp() override {
+    ::mkdir((dir_ / "bin").c_str(), 0755);
+    write_qemu(false);
+    const char* path = ::getenv("PATH");
+    saved_path_ = path ? path : "";
+    ::setenv("PATH", (dir_ / "bin:" + saved_path_).c_str(), 1);
+  }
+  void TearDown() override { ::setenv("PATH", saved_path_.c_str(), 1); }
+  // The stand-in's vhost-scsi-pci has worker_per_virtqueue from now on. A new binary (its
+  // size changes), as an upgraded QEMU would be: the answer is cached per binary.
+  void qemu_has_workers() { write_qemu(true); }
+
+  void write_qemu(bool workers) {
+    const std::string exe = dir_ / "bin/qemu-system-x86_64";
+    std::ofstream f(exe);
+    f << "#!/bin/sh\ncase \"$*\" in\n"
+      << "  *vhost-scsi-pci,help*) echo '  wwpn=<str>';"
+      << (workers ? " echo '  worker_per_virtqueue=<bool>';" : "") << ";\n"
+      << "  *help*) echo 'name \"vhost-scsi-pci\", bus PCI';;\n  *) exit 1;;\nesac\nexit 0\n";
+    f.close();
+    ::chmod(exe.c_str(), 0755);
+  }
+
   // An image of 1 MiB in the temporary directory.
   std::string image(const std::string& name) {
     write_file(dir_ / name, 1 << 20);
@@ -60,6 +88,7 @@ class LaunchTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::string saved_path_;
 };
 
 TEST_F(LaunchTest, NameFromTheNameOption) {
@@ -247,6 +276,81 @@ TEST_F(LaunchTest, DryRunRefusesAConflict) {
   const std::string out = testing::internal::GetCapturedStdout();
   EXPECT_NE(msg.find("already exported"), std::string::npos) << msg;
   EXPECT_EQ(out, "");
+}
+
+}  // namespace
+}  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+TEST_F(LaunchTest, AVmWithDisksGetsItsControlSocketAsAnInheritedDescriptor) {
+  LaunchRequest req = request({image("a.raw")}, {"qemu-system-x86_64"});
+  req.name = "vm";
+  Prepared p = prepare(req);
+  ASSERT_TRUE(p.control.enabled());
+  EXPECT_EQ(p.control.path(), req.state_dir + "/vm." + std::to_string(::getpid()) + ".qmp");
+  auto at = std::find(p.qemu_argv.begin(), p.qemu_argv.end(), "-chardev");
+  ASSERT_NE(at, p.qemu_argv.end());
+  EXPECT_EQ(at[1].rfind("socket,id=qemu-lio-qmp,fd=", 0), 0u) << at[1];
+  EXPECT_TRUE(contains(p.qemu_argv, "chardev=qemu-lio-qmp,mode=control"));
+  // Made, not bound: a dry run prepares the same and must leave no socket behind.
+  EXPECT_NE(::access(p.control.path().c_str(), F_OK), 0);
+}
+
+TEST_F(LaunchTest, NoDiskNoControlSocket) {
+  Prepared p = prepare(request({}, {"qemu-system-x86_64"}));
+  EXPECT_FALSE(p.control.enabled());
+  EXPECT_FALSE(contains(p.qemu_argv, "-chardev"));
+}
+
+TEST_F(LaunchTest, HotplugPortsOnlyOnQ35) {
+  LaunchRequest q35 = request({image("a.raw")}, {"qemu-system-x86_64", "-machine", "q35,accel=kvm"});
+  q35.hotplug_ports = 2;
+  Prepared p = prepare(q35);
+  EXPECT_TRUE(contains(p.qemu_argv, "pcie-root-port,id=qemu-lio-port1,chassis=254"));
+  LaunchRequest pc = request({image("a.raw")}, {"qemu-system-x86_64", "-machine", "pc"});
+  pc.hotplug_ports = 2;
+  EXPECT_FALSE(contains(prepare(pc).qemu_argv, "pcie-root-port,id=qemu-lio-port0,chassis=255"));
+  LaunchRequest from_config = request({image("a.raw")}, {"qemu-system-x86_64", "-M", "pc-q35-7.2"});
+  from_config.config.hotplug_ports = 1;
+  EXPECT_TRUE(contains(prepare(from_config).qemu_argv, "pcie-root-port,id=qemu-lio-port0,chassis=255"));
+}
+
+TEST_F(LaunchTest, AQemuWithoutVhostScsiIsRefusedBeforeAnythingIsDecided) {
+  std::ofstream f(dir_ / "bin/qemu-system-x86_64");
+  f << "#!/bin/sh\necho 'name \"virtio-blk-pci\", bus PCI'\n";
+  f.close();
+  const std::string msg = error_of([&] { prepare(request({image("a.raw")}, {"qemu-system-x86_64"})); });
+  EXPECT_NE(msg.find(dir_ / "bin/qemu-system-x86_64"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no vhost-scsi-pci"), std::string::npos) << msg;
+}
+
+TEST_F(LaunchTest, WorkerPerVirtqueueNeedsQemuKernelAndSetting) {
+  // What this machine's kernel says (no LIO here: usually "unknown", no /dev/vhost-scsi).
+  const auto kernel = probe_vhost_workers().answer;
+  using A = VhostWorkerSupport::Answer;
+  auto device_of = [&](WorkerSetting s, const std::string& spec) {
+    LaunchRequest req = request({image("a.raw") + spec}, {"qemu-system-x86_64", "-smp", "4"});
+    req.config.worker_per_virtqueue = s;
+    return device(prepare(req).qemu_argv);
+  };
+  const std::string on = ",worker_per_virtqueue=on";
+  // A QEMU without the property: never, whatever the setting; `on` is refused by name.
+  EXPECT_EQ(device_of(WorkerSetting::kAuto, "").find(on), std::string::npos);
+  EXPECT_NE(error_of([&] { device_of(WorkerSetting::kOn, ""); }).find("QEMU 9.0"), std::string::npos);
+  qemu_has_workers();
+  EXPECT_EQ(device_of(WorkerSetting::kOff, "").find(on), std::string::npos);
+  EXPECT_EQ(device_of(WorkerSetting::kAuto, "").find(on) != std::string::npos, kernel == A::kYes);
+  if (kernel == A::kNo) {
+    EXPECT_NE(error_of([&] { device_of(WorkerSetting::kOn, ""); }).find("VHOST_NEW_WORKER"), std::string::npos);
+  } else {
+    EXPECT_NE(device_of(WorkerSetting::kOn, "").find(on), std::string::npos);
+  }
+  // One I/O queue: nothing to spread.
+  if (kernel != A::kNo) {
+    EXPECT_EQ(device_of(WorkerSetting::kOn, ",num-queues=1").find(on), std::string::npos);
+  }
 }
 
 }  // namespace

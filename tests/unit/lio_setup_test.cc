@@ -63,7 +63,12 @@ TEST(Preflight, ListsEveryItemWithAFix) {
   EXPECT_NE(item_containing(items, "running as root"), nullptr);
   EXPECT_NE(item_containing(items, "/dev/vhost-scsi"), nullptr);
   EXPECT_NE(item_containing(items, "fd_async_io"), nullptr);
-  for (const CheckItem& c : items) EXPECT_FALSE(c.detail.empty()) << c.what;
+  for (const CheckItem& c : items) {
+    if (!c.info) {
+      EXPECT_FALSE(c.detail.empty()) << c.what;  // a finding has no fix to offer
+    }
+  }
+  EXPECT_NE(item_containing(items, "VHOST_NEW_WORKER"), nullptr);
 }
 
 TEST(Preflight, ANonStandardRootCountsAsMountedAndIsCheckedForTarget) {

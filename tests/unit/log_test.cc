@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace qemu_lio {
 namespace {
@@ -66,6 +69,32 @@ TEST_F(LogTest, ControlCharactersAreEscaped) {
 
 TEST_F(LogTest, NonAsciiBytesPassThrough) {
   EXPECT_EQ(stderr_of([] { log_error("disque \xc3\xa9"); }), "qemu-lio: error: disque \xc3\xa9\n");
+}
+
+// The disks of a run log from several threads: every line comes out whole.
+TEST_F(LogTest, LinesFromManyThreadsAreNeverInterleaved) {
+  set_verbosity(Verbosity::kVerbose);
+  const std::string out = stderr_of([] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([t] {
+        // Longer than stdio's buffers, so a split write would show.
+        const std::string body(6000, static_cast<char>('a' + t));
+        for (int k = 0; k < 40; ++k) log_verbose(std::to_string(t) + " " + body);
+      });
+    for (auto& th : threads) th.join();
+  });
+  std::istringstream in(out);
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    ASSERT_EQ(line.rfind("qemu-lio: ", 0), 0u) << line.substr(0, 40);
+    const std::string rest = line.substr(10);
+    ASSERT_GE(rest.size(), 2u);
+    const int t = rest[0] - '0';
+    ASSERT_TRUE(t >= 0 && t < 8) << rest.substr(0, 40);
+    EXPECT_EQ(rest.substr(2), std::string(6000, static_cast<char>('a' + t))) << "line " << lines;
+  }
+  EXPECT_EQ(lines, 8 * 40);
 }
 
 }  // namespace

@@ -58,6 +58,7 @@ TEST_F(ProvisionedRunTest, StartsWithAJournalNamingUsAndALiveBackstop) {
   auto run = start();
   const std::string journal = run->journal_path();
   EXPECT_EQ(journal, state_ + "/vm." + std::to_string(::getpid()) + ".journal");
+  run->backstop_ready();  // the backstop starts beside the caller's next steps
   JournalContents j = read_journal(journal);
   EXPECT_EQ(j.vm_name, "vm");
   EXPECT_EQ(j.wrapper, identify_process(::getpid()).value());

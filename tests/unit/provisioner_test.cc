@@ -9,7 +9,11 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <iterator>
+#include <mutex>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -549,6 +553,284 @@ TEST(FakeErrors, NameTheAbsolutePath) {
   fs.fail_on(FsOp::kRmdir, "alua", EROFS);
   EXPECT_EQ(error_of<SysError>([&] { fs.rmdir("target/core/alua"); }),
             "/sys/kernel/config/target/core/alua: cannot remove: Read-only file system");
+}
+
+// ---------------------------------------------------------------------------------------
+// Several disks at once: the fake says it is concurrent and makes every change wait, as the
+// kernel does, so that the disks' steps really overlap.
+
+// Eight disks: every cache mode, 4 KiB blocks, read-only disks with their ACLs.
+Plan eight_disk_plan() {
+  std::vector<CheckedImage> images;
+  for (int i = 0; i < 8; ++i) {
+    const std::string path = "/img/d" + std::to_string(i) + ".raw";
+    switch (i % 3) {
+      case 0: images.push_back(checked_image(path)); break;
+      case 1: images.push_back(checked_image(path + ",cache=writethrough,block-size=4096,discard=off")); break;
+      default: images.push_back(checked_image(path + ",cache=none,readonly=on")); break;
+    }
+  }
+  return build_plan("vm", images);
+}
+
+// A snapshot with each claimed HBA written as its variable ("target/core/$HBA3"), lines
+// sorted again: which disk wins which index depends on the threads, what each disk gets
+// must not.
+std::vector<std::string> by_variable(std::string snapshot, const Provisioner& p) {
+  for (const auto& [var, hba] : p.bindings())
+    snapshot = std::regex_replace(snapshot, std::regex("target/core/" + hba + "(?=[/\\s]|$)"),
+                                  "target/core/$" + var);
+  // The kernel numbers HBAs in creation order too.
+  snapshot = std::regex_replace(snapshot, std::regex("HBA Index: [0-9]+"), "HBA Index: N");
+  std::vector<std::string> lines;
+  std::istringstream in(snapshot);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+class ConcurrentProvisionerTest : public ::testing::Test {
+ protected:
+  ConcurrentProvisionerTest() {
+    prepare(fs_);
+    fs_.set_concurrent(true);
+    fs_.set_latency(std::chrono::microseconds(300));
+    initial_ = fs_.snapshot();
+  }
+  ~ConcurrentProvisionerTest() override { EXPECT_FALSE(fs_.kernel_crashed()) << fs_.crash_reason(); }
+
+  FakeConfigFs fs_;
+  Plan plan_ = eight_disk_plan();
+  std::string initial_;
+};
+
+TEST_F(ConcurrentProvisionerTest, MakesTheSameObjectsAsASerialApply) {
+  FakeConfigFs serial_fs;
+  prepare(serial_fs);
+  Provisioner serial(serial_fs, kFastRetry);
+  serial.apply(plan_);
+  EXPECT_EQ(serial_fs.max_in_flight(), 1);
+
+  Provisioner p(fs_, kFastRetry);
+  p.apply(plan_);
+  EXPECT_GE(fs_.max_in_flight(), 2);  // the disks did overlap
+  EXPECT_EQ(by_variable(fs_.snapshot(), p), by_variable(serial_fs.snapshot(), serial));
+  EXPECT_EQ(p.pending().size(), serial.pending().size());
+  // Every disk has its own HBA.
+  std::set<std::string> hbas;
+  for (const auto& b : p.bindings()) hbas.insert(b.second);
+  EXPECT_EQ(hbas.size(), plan_.disks.size());
+}
+
+TEST_F(ConcurrentProvisionerTest, EachDisksStepsKeepThePlanOrder) {
+  Provisioner p(fs_, kFastRetry);
+  p.apply(plan_);
+  for (size_t i = 0; i < plan_.disks.size(); ++i) {
+    // The changes the kernel saw for this disk, in the order it saw them.
+    const DiskPaths at = paths_of(plan_, p, i);
+    const std::string wwn = "target/vhost/" + plan_.disks[i].identity.wwn;
+    std::vector<std::string> seen;
+    for (const std::string& e : fs_.log())
+      if (e.find(at.so) != std::string::npos || e.find(wwn) != std::string::npos) seen.push_back(e);
+    // The plan's changes for the same disk, bound.
+    std::vector<std::string> planned;
+    for (const Op& op : plan_.ops) {
+      if (op.disk != i) continue;
+      const std::string path = bind_vars(op.path, p.bindings());
+      const std::string value = bind_vars(op.value, p.bindings());
+      switch (op.kind) {
+        case Op::Kind::kMkdir: planned.push_back("mkdir " + path); break;
+        case Op::Kind::kWrite: planned.push_back("write " + path + "=" + value); break;
+        case Op::Kind::kSymlink: planned.push_back("symlink " + path + " -> " + value); break;
+        default: break;  // claims, reads and the shared fabric dir are not in the filter
+      }
+    }
+    EXPECT_EQ(seen, planned) << "disk " << i;
+  }
+}
+
+TEST_F(ConcurrentProvisionerTest, AFailureInOneDiskRollsBackEveryDisk) {
+  fs_.fail_on(FsOp::kSymlink, "vm-disk5", EIO);
+  Provisioner p(fs_, kFastRetry);
+  const std::string msg = error_of([&] { p.apply(plan_); });
+  EXPECT_NE(msg.find("vm-disk5"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Input/output error"), std::string::npos) << msg;
+  EXPECT_GE(fs_.max_in_flight(), 2);
+  EXPECT_TRUE(p.pending().empty());
+  EXPECT_EQ(fs_.snapshot(), initial_);
+  // The other disks had made objects of their own before the rollback.
+  int made = 0;
+  for (const std::string& e : fs_.log())
+    if (e.rfind("mkdir target/vhost/naa.", 0) == 0) ++made;
+  EXPECT_GE(made, 2);
+}
+
+TEST_F(ConcurrentProvisionerTest, EveryOperationFailingInTurnLeavesTheKernelAsItWas) {
+  // How many counted operations a clean apply of four disks takes.
+  Plan plan = build_plan("vm", {checked_image("/img/a.raw"), checked_image("/img/b.raw,cache=none"),
+                                checked_image("/img/c.raw,readonly=on"),
+                                checked_image("/img/d.raw,cache=writethrough")});
+  long total = 0;
+  {
+    FakeConfigFs fs;
+    prepare(fs);
+    fs.set_concurrent(true);
+    const long before = fs.ops_count();
+    Provisioner p(fs, kFastRetry);
+    p.apply(plan);
+    total = fs.ops_count() - before;
+    p.release();
+  }
+  ASSERT_GT(total, 40);
+  for (long n = 1; n <= total; ++n) {
+    FakeConfigFs fs;
+    prepare(fs);
+    fs.set_concurrent(true);
+    const std::string start = fs.snapshot();
+    fs.fail_at_op(fs.ops_count() + n, EIO);
+    Provisioner p(fs, kFastRetry);
+    EXPECT_THROW(p.apply(plan), Error) << "op " << n;
+    EXPECT_TRUE(p.pending().empty()) << "op " << n;
+    EXPECT_EQ(fs.snapshot(), start) << "op " << n;
+    EXPECT_FALSE(fs.kernel_crashed()) << "op " << n << ": " << fs.crash_reason();
+  }
+}
+
+TEST_F(ConcurrentProvisionerTest, ObserverHearsOfEveryObjectBeforeItExists) {
+  std::mutex m;
+  std::vector<std::string> live;  // announced and not cancelled
+  std::vector<std::string> existed_before;
+  fs_.mkdir("target/core/fileio_2");  // another tool's HBA: one claim attempt is cancelled
+  Provisioner p(fs_, kFastRetry);
+  p.set_observer([&](const Undo& u, bool cancelled) {
+    const bool exists = fs_.exists(u.path);
+    std::lock_guard<std::mutex> lock(m);
+    if (cancelled) {
+      auto it = std::find(live.rbegin(), live.rend(), u.path);
+      ASSERT_NE(it, live.rend()) << u.path;
+      live.erase(std::next(it).base());
+      return;
+    }
+    if (u.kind != Undo::Kind::kWrite && exists) existed_before.push_back(u.path);
+    live.push_back(u.path);
+  });
+  p.apply(plan_);
+  EXPECT_EQ(existed_before, std::vector<std::string>{"target/core/fileio_2"});  // the cancelled claim
+  std::vector<std::string> pending;
+  for (const Undo& u : p.pending()) pending.push_back(u.path);
+  std::sort(live.begin(), live.end());
+  std::sort(pending.begin(), pending.end());
+  EXPECT_EQ(live, pending);  // the journal knows exactly what exists
+  EXPECT_TRUE(fs_.exists("target/core/fileio_2"));
+  EXPECT_EQ(p.teardown(), 0);
+  EXPECT_TRUE(fs_.exists("target/core/fileio_2"));  // never ours
+}
+
+TEST_F(ConcurrentProvisionerTest, ClaimsSkipOtherToolsHbasAndNeverShareOne) {
+  fs_.mkdir("target/core/fileio_1");
+  fs_.mkdir("target/core/fileio_4");
+  Plan plan = build_plan("vm", [] {
+    std::vector<CheckedImage> images;
+    for (int i = 0; i < 16; ++i) images.push_back(checked_image("/img/e" + std::to_string(i) + ".raw"));
+    return images;
+  }());
+  Provisioner p(fs_, kFastRetry);
+  p.apply(plan);
+  std::set<std::string> hbas;
+  for (const auto& b : p.bindings()) hbas.insert(b.second);
+  EXPECT_EQ(hbas.size(), 16u);
+  EXPECT_EQ(hbas.count("fileio_1") + hbas.count("fileio_4"), 0u);
+  EXPECT_EQ(p.teardown(), 0);
+  EXPECT_TRUE(fs_.exists("target/core/fileio_1"));
+  EXPECT_TRUE(fs_.exists("target/core/fileio_4"));
+}
+
+TEST_F(ConcurrentProvisionerTest, TeardownOfManyDisksRemovesEverythingInParallel) {
+  std::vector<CheckedImage> images;
+  for (int i = 0; i < 20; ++i)
+    images.push_back(checked_image("/img/f" + std::to_string(i) + ".raw" + (i % 4 == 3 ? ",readonly=on" : "")));
+  Plan plan = build_plan("vm", images);
+  Provisioner p(fs_, kFastRetry);
+  p.apply(plan);
+  FakeConfigFs& fs = fs_;
+  const std::vector<Undo> steps = p.pending();
+  p.release();
+  EXPECT_EQ(undo_groups(steps).size(), 20u);
+  fs.set_latency(std::chrono::microseconds(1000));
+  EXPECT_EQ(run_undo(fs, steps, kFastRetry), 0);
+  EXPECT_EQ(fs.snapshot(), initial_);
+  EXPECT_GE(fs.max_in_flight(), 2);
+}
+
+TEST_F(ConcurrentProvisionerTest, ParallelTeardownKeepsTheSerialRules) {
+  Provisioner p(fs_, kFastRetry);
+  p.apply(plan_);
+  // Disk 2 is read-only: its nexus cannot be cleared, so its ACL must stay. Disk 0's TPG
+  // is busy for a while (a vhost endpoint closing): retried. Disk 4's link is gone already.
+  const DiskPaths ro = paths_of(plan_, p, 2), busy = paths_of(plan_, p, 0), gone = paths_of(plan_, p, 4);
+  fs_.fail_on_exact(FsOp::kWrite, ro.tpg + "/nexus", EIO);
+  fs_.busy(busy.tpg, 2);
+  fs_.unlink(gone.link);
+  const int failed = p.teardown();
+  EXPECT_GE(failed, 2);  // the nexus, the ACL (and what the live session pins)
+  EXPECT_TRUE(fs_.exists(ro.acl));
+  EXPECT_FALSE(fs_.exists(busy.tpg));
+  EXPECT_FALSE(fs_.exists(gone.so));
+  for (size_t i : {1, 3, 5, 6, 7}) EXPECT_FALSE(fs_.exists(paths_of(plan_, p, i).so)) << i;
+}
+
+TEST(UndoGroups, OneGroupPerDiskEachInItsOwnOrderNewestFirst) {
+  const std::string w0 = "target/vhost/naa.5001405000000000", w1 = "target/vhost/naa.5001405000000001";
+  const std::vector<Undo> steps = {
+      {Undo::Kind::kRmdir, "target/core/fileio_0", ""},
+      {Undo::Kind::kRmdir, "target/core/fileio_1", ""},
+      {Undo::Kind::kRmdir, "target/core/fileio_1/vm-disk1", ""},
+      {Undo::Kind::kRmdir, "target/core/fileio_0/vm-disk0", ""},
+      {Undo::Kind::kRmdir, w0, ""},
+      {Undo::Kind::kRmdir, w1, ""},
+      {Undo::Kind::kRmdir, w1 + "/tpgt_1", ""},
+      {Undo::Kind::kRmdir, w0 + "/tpgt_1", ""},
+      {Undo::Kind::kWrite, w0 + "/tpgt_1/nexus", "NULL"},
+      {Undo::Kind::kRmdir, w0 + "/tpgt_1/lun/lun_0", ""},
+      {Undo::Kind::kUnlink, w0 + "/tpgt_1/lun/lun_0/vm-disk0", ""},
+      {Undo::Kind::kWrite, w1 + "/tpgt_1/nexus", "NULL"},
+      {Undo::Kind::kRmdir, w1 + "/tpgt_1/lun/lun_0", ""},
+      {Undo::Kind::kUnlink, w1 + "/tpgt_1/lun/lun_0/vm-disk1", ""},
+  };
+  const auto groups = undo_groups(steps);
+  ASSERT_EQ(groups.size(), 2u);
+  auto paths = [](const std::vector<Undo>& g) {
+    std::vector<std::string> out;
+    for (const Undo& u : g) out.push_back(u.path);
+    return out;
+  };
+  // Disk 1's link is the newest step: its group comes first.
+  EXPECT_EQ(paths(groups[0]),
+            (std::vector<std::string>{"target/core/fileio_1", "target/core/fileio_1/vm-disk1", w1,
+                                      w1 + "/tpgt_1", w1 + "/tpgt_1/nexus", w1 + "/tpgt_1/lun/lun_0",
+                                      w1 + "/tpgt_1/lun/lun_0/vm-disk1"}));
+  EXPECT_EQ(paths(groups[1]),
+            (std::vector<std::string>{"target/core/fileio_0", "target/core/fileio_0/vm-disk0", w0,
+                                      w0 + "/tpgt_1", w0 + "/tpgt_1/nexus", w0 + "/tpgt_1/lun/lun_0",
+                                      w0 + "/tpgt_1/lun/lun_0/vm-disk0"}));
+}
+
+TEST(UndoGroups, AStepOutsideTheLayoutKeepsOneOrderForAll) {
+  const std::vector<Undo> steps = {{Undo::Kind::kRmdir, "target/core/fileio_0", ""},
+                                   {Undo::Kind::kRmdir, "somewhere/else", ""},
+                                   {Undo::Kind::kRmdir, "target/core/fileio_1", ""}};
+  const auto groups = undo_groups(steps);
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0].size(), 3u);
+}
+
+TEST(UndoGroups, ADryRunStaysSerial) {
+  FakeConfigFs inner;
+  inner.set_concurrent(true);
+  std::vector<std::string> said;
+  auto dry = make_dry_run_configfs(inner, [&](const std::string& s) { said.push_back(s); });
+  EXPECT_FALSE(dry->concurrent());
+  EXPECT_TRUE(make_real_configfs("/nonexistent")->concurrent());
 }
 
 }  // namespace

@@ -191,6 +191,17 @@ TEST(DropinDevice, JsonCallersGetJsonDevicesAfterTheirOwn) {
   EXPECT_EQ(out[6], want);
 }
 
+TEST(ImageDevices, WorkerPerVirtqueueInBothSpellings) {
+  Plan plan = build_plan("vm", {checked_image("/i/a.img,num-queues=4")});
+  plan.disks[0].worker_per_virtqueue = true;
+  const std::string kv = device_option(plan.disks[0]);
+  EXPECT_NE(kv.find(",num_queues=4,worker_per_virtqueue=on"), std::string::npos) << kv;
+  // QEMU's JSON visitor wants a boolean for a bool property, not "on".
+  EXPECT_NE(device_json(plan.disks[0]).find(R"("worker_per_virtqueue":true)"), std::string::npos);
+  plan.disks[0].worker_per_virtqueue = false;
+  EXPECT_EQ(device_option(plan.disks[0]).find("worker_per_virtqueue"), std::string::npos);
+}
+
 TEST(DropinDevice, KeyValueCallersKeepTheDrivesPlace) {
   QemuCommandLine r = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=/i/a.img,if=vhost-scsi",
                                       "-device", "virtio-rng-pci", "-m", "1"});

@@ -31,7 +31,22 @@ so_attrs() {
 find_so() { ls -d "$T"/core/*/"$1" 2>/dev/null | head -n 1; }
 
 # Kernel-wide counters that grow with every object ever made: never equal across two runs.
-mask_counters() { sed -E 's/HBA Index: [0-9]+/HBA Index: N/; s/ID: [0-9]+/ID: N/g'; }
+# Which fileio_N a disk gets is not fixed either: a run claims its disks' HBAs from parallel
+# threads (first free index wins), the script one after another. The storage object's name
+# inside it still tells the disks apart, so mask the index and sort again.
+mask_counters() {
+  # No \b before the HBA name: in a members list it follows a literal "\n" (snapshot escaping).
+  # A members list is in join order, which parallel provisioning does not fix either: sort it.
+  sed -E 's/HBA Index: [0-9]+/HBA Index: N/; s/ID: [0-9]+/ID: N/g; s/(fileio|iblock)_[0-9]+/\1_N/g' |
+    while IFS= read -r line; do
+      case $line in
+        *'/members = '*)
+          printf '%s/members = %s\n' "${line%%/members = *}" \
+            "$(printf '%s\n' "${line#*/members = }" | sed 's/\\n/\n/g' | LC_ALL=C sort | paste -sd '|')" ;;
+        *) printf '%s\n' "$line" ;;
+      esac
+    done | LC_ALL=C sort
+}
 
 new_image() {  # PATH SIZE-MB
   truncate -s "${2}M" "$1"

@@ -63,7 +63,8 @@ scenario_kill_during_provisioning() {
   pattern_image "$a"; pattern_image "$b"
   before=$(configfs_snapshot)
   # Two disks make 28 mutating operations (14 each); die before many of them, from the
-  # first HBA claim to the last LUN link.
+  # first HBA claim to the last LUN link. The two disks are provisioned at once, so the Nth
+  # operation belongs to either disk, whichever got there first.
   for n in 1 2 3 5 8 9 12 14 15 17 21 24 27 28; do
     rc=0
     QEMU_LIO_FAULT=provision:$n qlio --image "$a" --image "$b" -- "$STANDIN" 2>/dev/null || rc=$?
@@ -236,6 +237,55 @@ scenario_read_only_sharing() {
   assert_eq "$sum" "$(md5sum < "$ro")" "read-only image unchanged"
 }
 
+# The disks of a run are provisioned and torn down in parallel. A kernel refusal in disk 5
+# of 8 (iblock's enable of a mounted device: EBUSY) while the others are being made rolls
+# back all eight; a SIGKILL in the middle of an 8-disk provisioning or teardown heals.
+scenario_parallel_disks() {
+  local i rc args=() dev made err
+  for i in 0 1 2 3 4 6 7; do pattern_image "$IMG/par$i.img"; done
+  truncate -s 16M "$WORK/par-fs.img"; mkfs.ext4 -q "$WORK/par-fs.img"
+  dev=$(losetup -f --show "$WORK/par-fs.img"); mkdir -p "$WORK/par-mnt"; mount "$dev" "$WORK/par-mnt"
+  for i in 0 1 2 3 4; do args+=(--image "$IMG/par$i.img"); done
+  args+=(--image "$dev")
+  for i in 6 7; do args+=(--image "$IMG/par$i.img"); done
+  before=$(configfs_snapshot)
+  rc=0
+  qlio -v --name par "${args[@]}" -- "$STANDIN" 2> "$WORK/par.err" > /dev/null || rc=$?
+  count run
+  err=$(grep 'error: ' "$WORK/par.err")
+  assert_eq 1 "$rc" "8 disks, disk 5 refused by the kernel: status"
+  assert_eq 1 "$(grep -c 'error: ' "$WORK/par.err")" "one error line ($err)"
+  echo "$err" | grep -q 'par-disk5/enable: .*Device or resource busy' || fail "the error names disk 5's enable: $err"
+  # Disks after disk 5 were being made at the same time, and all of it was rolled back: a
+  # serial run stops at disk 5's enable with 6 HBAs claimed, the parallel one claims more.
+  made=$(grep -cE '^qemu-lio: claimed target/core/' "$WORK/par.err" || true)
+  [ "$made" -ge 7 ] || fail "$made HBAs claimed: disks 6 and 7 never started, the disks did not run in parallel"
+  grep -v '^qemu-lio: ' "$WORK/par.err" && fail "a log line was not whole"
+  count "leak $(leaked_objects)"
+  assert_eq "$before" "$(configfs_snapshot)" "8 disks rolled back"
+  no_journal || fail "journal left after the rollback"
+  echo "  disk 5 of 8 refused: $made HBAs claimed (a serial run: 6), $(grep -cE 'made target/core/[a-z]+_[0-9]+/par-disk[67]$' "$WORK/par.err") storage object(s) of disks 6-7 made; all rolled back"
+  umount "$WORK/par-mnt"; losetup -d "$dev"
+  pattern_image "$IMG/par5.img"
+  args=()
+  for i in 0 1 2 3 4 5 6 7; do args+=(--image "$IMG/par$i.img"); done
+  # 8 disks make 112 mutating operations and remove with 56: die in the middle of each.
+  local fault
+  for fault in provision:1 provision:50 provision:111 teardown:1 teardown:30; do
+    rc=0
+    QEMU_LIO_FAULT=$fault qlio --name par "${args[@]}" -- "$STANDIN" 2>/dev/null || rc=$?
+    count run; count fault
+    assert_eq 137 "$rc" "8 disks killed at $fault"
+    after_self_heal "8 disks, $fault"
+  done
+  rc=0
+  qlio --name par "${args[@]}" -- "$STANDIN" || rc=$?
+  count run
+  assert_eq 0 "$rc" "8 disks run"
+  assert_eq "$before" "$(configfs_snapshot)" "8 disks torn down"
+  for i in 0 1 2 3 4 5 6 7; do check_pattern "$IMG/par$i.img"; done
+}
+
 # Each case: the expected status, one error line, configfs unchanged, no file created.
 reject() {  # WANT-RC DESCRIPTION ARGS...
   local want=$1 what=$2 files rc=0 err
@@ -321,5 +371,6 @@ scenario qemu-failures scenario_qemu_failures
 scenario concurrency scenario_concurrency
 scenario read-only-sharing scenario_read_only_sharing
 scenario bad-input-catalogue scenario_bad_input_catalogue
+scenario parallel-disks scenario_parallel_disks
 echo "fault-suite: runs $(grep -c '^run' "$FIG"), faults injected $(grep -c '^fault' "$FIG"), healed without gc $(grep -c '^healed' "$FIG"), objects leaked $(awk '$1=="leak"{s+=$2} END{print s+0}' "$FIG"), bytes lost $(awk '$1=="lost"{s+=$2} END{print s+0}' "$FIG")"
 scenarios_summary

@@ -63,7 +63,7 @@ scenario_install_run_remove() {
   files=$(dpkg-query -L qemu-lio | while read -r f; do [ -d "$f" ] || echo "$f"; done)
   [ -n "$files" ] || fail "dpkg-query -L lists no files"
 
-  # One guest on one vhost-scsi disk, as e2e-one-disk does, with the installed binary and its
+  # One guest on one vhost-scsi disk, as control-hotplug-guest starts, with the installed binary and its
   # defaults (state directory /run/qemu-lio, config /etc/qemu-lio.conf: all commented out).
   pattern_image "$img" 01
   "$MAKE_GUEST_INITRD" "$WORK/guest.img" "$here/guest-disks.sh" /dev/sda || fail "guest initrd"
