@@ -7,7 +7,8 @@
 #   scenarios_summary            # prints the summary, exits non-zero if anything failed
 #
 # Provides: KERNEL GUEST_KERNEL QBOOT KVER GUEST_BASE_INITRD (from the cache env),
-# GUEST_BOOT_ARGS GUEST_APPEND, CONFIGFS, T (= the target tree), MAKE_GUEST_INITRD, scaled, wait_for, fail, assert_eq, assert_exists, assert_absent, log,
+# GUEST_BOOT_ARGS GUEST_APPEND, CONFIGFS, T (= the target tree), MAKE_GUEST_INITRD, scaled, wait_for,
+# wait_for_progress, fail, assert_eq, assert_exists, assert_absent, log,
 # configfs_snapshot, vm_start_dbus, guest_boot, scenario, scenarios_summary.
 # Env: VM_SCENARIOS="glob ..." runs only the scenarios whose names match.
 set -euo pipefail
@@ -61,6 +62,29 @@ wait_for() {
     until "$@"; do
         if awk -v d="$deadline" -v n="$EPOCHREALTIME" 'BEGIN { exit !(n > d) }'; then return 1; fi
         sleep 0.1
+    done
+}
+
+# wait_for_progress SECONDS FILE COMMAND...: wait_for for a nested guest that writes FILE (its
+# console). Under two levels of TCG on a loaded machine a guest's boot alone has taken 430 s,
+# so a slow guest that still makes progress is not a failure: past SECONDS, the wait goes on
+# while FILE grew within the last SECONDS/2, and ends at 2 x SECONDS whatever happens (all
+# scaled by VM_WAIT_SCALE). Fails with the reason on stderr.
+wait_for_progress() {
+    local base stall cap file=$2 t0 last size=-1 s now
+    base=$(scaled "$1") stall=$(scaled "$(($1 / 2))") cap=$(scaled "$(($1 * 2))")
+    shift 2
+    t0=$EPOCHREALTIME last=$t0
+    until "$@"; do
+        now=$EPOCHREALTIME
+        s=$(stat -c %s "$file" 2>/dev/null || echo 0)
+        if [ "$s" != "$size" ]; then size=$s last=$now; fi
+        if awk -v n="$now" -v t0="$t0" -v l="$last" -v b="$base" -v q="$stall" -v c="$cap" \
+            'BEGIN { exit !((n - t0 > b && n - l > q) || n - t0 > c) }'; then
+            echo "wait_for_progress: gave up after $(_vm_elapsed "$t0") s, $(_vm_elapsed "$last") s since $file last grew" >&2
+            return 1
+        fi
+        sleep 1   # three nested guests share the VM: poll gently
     done
 }
 
