@@ -70,9 +70,6 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
 
 }  // namespace
 
-namespace {
-
-// The serial rules of teardown over one list: newest first, ACLs kept under a live nexus.
 int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
   int failed = 0;
   // TPGs whose nexus could not be cleared: removing an ACL under a live nexus blocks the
@@ -96,8 +93,6 @@ int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolic
   }
   return failed;
 }
-
-}  // namespace
 
 std::vector<std::vector<Undo>> undo_groups(const std::vector<Undo>& steps) {
   using K = layout::Parsed::Kind;
@@ -138,20 +133,24 @@ std::vector<std::vector<Undo>> undo_groups(const std::vector<Undo>& steps) {
   return groups;
 }
 
-int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
-  if (!fs.concurrent()) return undo_in_order(fs, steps, retry);
+void for_each_undo_group(ConfigFs& fs, const std::vector<Undo>& steps,
+                         const std::function<void(const std::vector<Undo>& group)>& each) noexcept {
+  if (!fs.concurrent()) return each(steps);
   std::vector<std::vector<Undo>> groups;
   try {
     groups = undo_groups(steps);
   } catch (const std::exception&) {
-    return undo_in_order(fs, steps, retry);  // out of memory: the serial path needs none
+    return each(steps);  // out of memory: the serial path needs none
   }
-  if (groups.size() <= 1) return undo_in_order(fs, steps, retry);
+  if (groups.size() <= 1) return each(steps);
   // Each disk's kernel waits (unlink of the LUN link, rmdir of the TPG, closing the image)
   // overlap with the others'; within a disk the order is the serial one.
+  run_parallel(groups.size(), kMaxParallelDisks, [&](size_t i) { each(groups[i]); });
+}
+
+int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
   std::atomic<int> failed{0};
-  run_parallel(groups.size(), kMaxParallelDisks,
-               [&](size_t i) { failed += undo_in_order(fs, groups[i], retry); });
+  for_each_undo_group(fs, steps, [&](const std::vector<Undo>& group) { failed += undo_in_order(fs, group, retry); });
   return failed;
 }
 

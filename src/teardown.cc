@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <atomic>
+
 #include "qemu_lio/error.h"
 #include "qemu_lio/log.h"
 
@@ -37,28 +39,41 @@ void unlink_journal(const std::string& journal_file) {
 
 TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const RetryPolicy& retry,
                                 const ForgetJournal& forget) noexcept {
-  TeardownResult r;
-  try {
-    for (const Undo& u : j.undo)
-      if (object_present(fs, u)) ++r.present;
-    run_undo(fs, j.undo, retry);
-    // The kernel's word, not run_undo's count: an object someone else removed is gone too,
-    // and one that a dry run only printed is still there.
-    for (const Undo& u : j.undo)
-      if (object_present(fs, u)) ++r.failed;
-    if (r.failed == 0) {
-      // A -pidfile qemu-lio added for -daemonize, and the control socket, live beside the
-      // journal; anything the journal names elsewhere is not ours to delete.
-      const std::string dir = j.file.substr(0, j.file.rfind('/') + 1);
-      for (const std::string* beside : {&j.pidfile, &j.control_socket})
-        if (!beside->empty() && beside->rfind(dir, 0) == 0 &&
-            beside->find('/', dir.size()) == std::string::npos)
-          forget(*beside);
-      forget(j.file);
+  std::atomic<int> present{0}, left{0};
+  std::atomic<bool> broke{false};
+  // The kernel's word, not undo_in_order's count, is the verdict: an object someone else
+  // removed is gone too, and one that a dry run only printed is still there. Each disk is
+  // asked before and after inside its own job, so the lookups overlap like the removals.
+  for_each_undo_group(fs, j.undo, [&](const std::vector<Undo>& group) {
+    try {
+      int before = 0, after = 0;
+      for (const Undo& u : group)
+        if (object_present(fs, u)) ++before;
+      present += before;
+      undo_in_order(fs, group, retry);
+      for (const Undo& u : group)
+        if (object_present(fs, u)) ++after;
+      left += after;
+    } catch (const std::exception& e) {
+      log_error(j.file + ": " + e.what());
+      broke = true;
     }
+  });
+  TeardownResult r{present, left};
+  if (broke && r.failed == 0) r.failed = 1;
+  if (r.failed != 0) return r;
+  try {
+    // A -pidfile qemu-lio added for -daemonize, and the control socket, live beside the
+    // journal; anything the journal names elsewhere is not ours to delete.
+    const std::string dir = j.file.substr(0, j.file.rfind('/') + 1);
+    for (const std::string* beside : {&j.pidfile, &j.control_socket})
+      if (!beside->empty() && beside->rfind(dir, 0) == 0 &&
+          beside->find('/', dir.size()) == std::string::npos)
+        forget(*beside);
+    forget(j.file);
   } catch (const std::exception& e) {
     log_error(j.file + ": " + e.what());
-    if (r.failed == 0) r.failed = 1;
+    r.failed = 1;
   }
   return r;
 }

@@ -87,6 +87,18 @@ class Provisioner {
 /// Returns the number that failed. Used by gc for journals of dead runs.
 int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept;
 
+/// The serial rules of run_undo over one group of steps (oldest first): newest first, and
+/// ACLs left in place under a nexus that could not be cleared. Returns the number that failed.
+int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept;
+
+/// Calls `each` once per independent group of `steps` (undo_groups), the groups at once from
+/// up to kMaxParallelDisks threads when `fs` is concurrent(); otherwise once, with all the
+/// steps, in the caller's thread. run_undo and teardown_journal share this one split, so
+/// what teardown asks the kernel about a disk happens in that disk's thread too.
+/// `each` must not throw.
+void for_each_undo_group(ConfigFs& fs, const std::vector<Undo>& steps,
+                         const std::function<void(const std::vector<Undo>& group)>& each) noexcept;
+
 /// Splits undo steps (oldest first) into independent groups, one per disk: an HBA, its
 /// storage object, and the vhost target whose LUN links that object (by name), with
 /// everything under it. Each group keeps the steps' order; the groups come newest first

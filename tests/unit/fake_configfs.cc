@@ -275,7 +275,17 @@ std::string FakeConfigFs::link_target(const std::string& path) const {
 }
 
 bool FakeConfigFs::exists(const std::string& path) {
-  std::lock_guard<std::recursive_mutex> lock(mu_); return find(normalize(path)) != nullptr; }
+  if (lookup_latency_.count() > 0) {
+    const int now = ++lookups_in_flight_;
+    int seen = max_lookups_in_flight_;
+    while (now > seen && !max_lookups_in_flight_.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(lookup_latency_);
+    --lookups_in_flight_;
+  }
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  return find(normalize(path)) != nullptr;
+}
 
 std::vector<std::string> FakeConfigFs::list(const std::string& dir) {
   std::lock_guard<std::recursive_mutex> lock(mu_);

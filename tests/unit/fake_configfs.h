@@ -60,6 +60,10 @@ class FakeConfigFs : public ConfigFs {
   void set_latency(std::chrono::microseconds wait) { latency_ = wait; }
   /// The most changing calls (see set_latency) that were ever under way at once.
   int max_in_flight() const { return max_in_flight_; }
+  /// The same for exists(): each lookup first waits `wait` outside the lock (a configfs
+  /// lookup costs a path walk in the kernel), and max_lookups_in_flight() shows overlap.
+  void set_lookup_latency(std::chrono::microseconds wait) { lookup_latency_ = wait; }
+  int max_lookups_in_flight() const { return max_lookups_in_flight_; }
 
   /// Test-only, neither counted nor failed: whether `path` is a symlink.
   bool is_link(const std::string& path) const;
@@ -226,6 +230,9 @@ class FakeConfigFs : public ConfigFs {
   std::chrono::microseconds latency_{0};
   std::atomic<int> in_flight_{0};
   std::atomic<int> max_in_flight_{0};
+  std::chrono::microseconds lookup_latency_{0};
+  std::atomic<int> lookups_in_flight_{0};
+  std::atomic<int> max_lookups_in_flight_{0};
   // Recursive: a hook (see before) runs inside a call and may make calls of its own.
   mutable std::recursive_mutex mu_;
   unsigned next_hba_index_ = 1;
