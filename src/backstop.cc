@@ -1,5 +1,7 @@
 #include "qemu_lio/backstop.h"
 
+#include <utility>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -184,28 +186,23 @@ void BackstopStart::await() {
     throw Error("backstop", "could not be started (see syslog)");
 }
 
-BackstopStart::~BackstopStart() {
+void BackstopStart::settle() noexcept {
   try {
     await();
   } catch (...) {
   }
 }
 
-BackstopStart::BackstopStart(BackstopStart&& o) noexcept : child_(o.child_), ready_fd_(o.ready_fd_) {
-  o.child_ = -1;
-  o.ready_fd_ = -1;
-}
+BackstopStart::~BackstopStart() { settle(); }
+
+BackstopStart::BackstopStart(BackstopStart&& o) noexcept
+    : child_(std::exchange(o.child_, -1)), ready_fd_(std::exchange(o.ready_fd_, -1)) {}
 
 BackstopStart& BackstopStart::operator=(BackstopStart&& o) noexcept {
   if (this != &o) {
-    try {
-      await();
-    } catch (...) {
-    }
-    child_ = o.child_;
-    ready_fd_ = o.ready_fd_;
-    o.child_ = -1;
-    o.ready_fd_ = -1;
+    settle();
+    child_ = std::exchange(o.child_, -1);
+    ready_fd_ = std::exchange(o.ready_fd_, -1);
   }
   return *this;
 }

@@ -15,8 +15,16 @@
 
 namespace qemu_lio {
 
+std::optional<sockaddr_un> unix_address(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) return std::nullopt;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
 ControlSocket::ControlSocket(const std::string& path) : path_(path) {
-  if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+  if (!unix_address(path)) {
     why_not_ = fmt::format("its control socket path {} is longer than a unix socket allows ({} bytes); "
                            "use a shorter --state-dir or VM name",
                            path, sizeof(sockaddr_un{}.sun_path) - 1);
@@ -43,13 +51,11 @@ void ControlSocket::inherit_in_exec() const {
 
 void ControlSocket::bind_and_listen() {
   if (!enabled()) return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+  const sockaddr_un addr = *unix_address(path_);  // the constructor checked that it fits
   // Named after the wrapper's pid: a socket left by a killed run of a recycled pid is dead.
   struct stat st{};
   if (::lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path_.c_str());
-  if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+  if (::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
     throw Error(path_, "cannot bind the control socket: " + errno_string(errno));
   // The state directory is 0700 already; the socket itself says the same.
   if (::chmod(path_.c_str(), 0600) != 0 || ::listen(fd_.get(), 4) != 0)

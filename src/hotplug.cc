@@ -241,11 +241,13 @@ int attach_command(const RunOptions& opts, ConfigFs& fs) {
   try {
     QmpClient qmp(j.control_socket, vm, timeout_of(opts));
     // The choice a start makes, asked of this VM's own QEMU (its binary may have been
-    // upgraded since, or be another one than the caps cache knows).
-    set_worker_per_virtqueue(plan.disks, want_worker_per_virtqueue(
-        cfg.worker_per_virtqueue,
-        lists_property(qmp.execute("device-list-properties", {{"typename", "vhost-scsi-pci"}}), "worker_per_virtqueue"),
-        vm, [] { return probe_vhost_workers(); }));
+    // upgraded since, or be another one than the caps cache knows); with the setting off
+    // there is nothing to ask.
+    const bool qemu_has_workers =
+        cfg.worker_per_virtqueue != WorkerSetting::kOff &&
+        lists_property(qmp.execute("device-list-properties", {{"typename", "vhost-scsi-pci"}}), "worker_per_virtqueue");
+    set_worker_per_virtqueue(plan.disks, want_worker_per_virtqueue(cfg.worker_per_virtqueue, qemu_has_workers, vm,
+                                                                   [] { return probe_vhost_workers(); }));
     Json dev = Json::parse(device_json(d));
     // q35's root bus takes no hot-plugged device: a free pcie-root-port does. pc's does.
     if (!d.spec.bus)

@@ -18,11 +18,10 @@ namespace {
 ProcessId self_identity() { return identify_process(::getpid()).value_or(ProcessId{::getpid(), 0}); }
 }  // namespace
 
-ProvisionedRun::ProvisionedRun(ConfigFs& fs, const std::string& configfs_root,
-                               const std::string& state_dir, const std::string& vm_name)
-    : fs_(fs), state_dir_(state_dir), self_(self_identity()), journal_(state_dir, vm_name, self_) {
+template <typename F>
+void ProvisionedRun::before_first_record(F&& step) {
   try {
-    backstop_ = start_backstop(journal_.path(), configfs_root, self_);
+    step();
   } catch (...) {
     journal_.remove();  // it records nothing yet
     done_ = true;
@@ -30,15 +29,14 @@ ProvisionedRun::ProvisionedRun(ConfigFs& fs, const std::string& configfs_root,
   }
 }
 
+ProvisionedRun::ProvisionedRun(ConfigFs& fs, const std::string& configfs_root,
+                               const std::string& state_dir, const std::string& vm_name)
+    : fs_(fs), state_dir_(state_dir), self_(self_identity()), journal_(state_dir, vm_name, self_) {
+  before_first_record([&] { backstop_ = start_backstop(journal_.path(), configfs_root, self_); });
+}
+
 void ProvisionedRun::backstop_ready() {
-  if (!backstop_.pending()) return;
-  try {
-    backstop_.await();
-  } catch (...) {
-    journal_.remove();  // it records nothing yet
-    done_ = true;
-    throw;
-  }
+  before_first_record([&] { backstop_.await(); });
 }
 
 ProvisionedRun::~ProvisionedRun() {
@@ -102,13 +100,10 @@ void ProvisionedRun::hand_off() { done_ = true; }
 
 int ProvisionedRun::finish() noexcept {
   done_ = true;
-  try {
-    // A run that failed before provisioning: let the backstop record itself first, so that
-    // it finds no journal afterwards and ends quietly.
-    if (backstop_.pending()) backstop_.await();
-  } catch (const std::exception&) {
-    // It never started; the teardown below is ours alone.
-  }
+  // A run that failed before provisioning: let the backstop record itself first, so that
+  // it finds no journal afterwards and ends quietly. If it never started, the teardown
+  // below is ours alone.
+  backstop_.settle();
   try {
     return teardown_journal_file(fs_, journal_.path(), RetryPolicy{}).failed;
   } catch (const std::exception& e) {

@@ -10,22 +10,22 @@
 #include <cerrno>
 #include <cstring>
 
+#include "qemu_lio/control_socket.h"
 #include "qemu_lio/error.h"
 
 namespace qemu_lio {
 
 QmpClient::QmpClient(const std::string& socket_path, const std::string& object, std::chrono::milliseconds timeout)
     : object_(object), timeout_(timeout) {
-  sockaddr_un addr{};
-  if (socket_path.size() >= sizeof addr.sun_path) throw Error(socket_path, "control socket path too long");
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  const std::optional<sockaddr_un> address = unix_address(socket_path);
+  if (!address) throw Error(socket_path, "control socket path too long");
+  const sockaddr_un addr = *address;
   // Non-blocking: a unix connect to a listener whose queue is full would sleep until QEMU
   // accepts, and a stuck QEMU never does. Everything after it polls with a deadline.
   fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd_.get() < 0) throw Error(socket_path, "cannot create a socket: " + errno_string(errno));
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  while (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  while (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno == EINTR) continue;
     if (errno != EAGAIN || std::chrono::steady_clock::now() >= deadline)
       throw Error(socket_path, fmt::format("cannot reach QEMU's control socket of VM {}: {}", object_,

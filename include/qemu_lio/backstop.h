@@ -33,7 +33,9 @@ class BackstopStart {
   /// Returns once the backstop has recorded itself in the journal; at once if already
   /// awaited. Throws Error if it could not be started.
   void await();
-  bool pending() const { return child_ > 0; }
+  /// await() for a path that carries on alone whatever happened: a backstop that could
+  /// not start is forgotten (the caller's own teardown then covers the set).
+  void settle() noexcept;
 
  private:
   pid_t child_ = -1;

@@ -5,12 +5,19 @@
 // sandbox, and the argv that names it is fixed before anything is touched (a dry run shows
 // it, binds nothing).
 
+#include <sys/un.h>
+
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "qemu_lio/unique_fd.h"
 
 namespace qemu_lio {
+
+/// The unix socket address of `path` for bind or connect; nullopt if the path does not fit
+/// (sun_path holds 107 bytes and the terminating NUL).
+std::optional<sockaddr_un> unix_address(const std::string& path);
 
 /// The chardev id qemu-lio's monitor uses in QEMU.
 inline const std::string kControlChardevId = "qemu-lio-qmp";

@@ -75,6 +75,11 @@ class ProvisionedRun {
   const std::string& journal_path() const { return journal_.path(); }
 
  private:
+  /// Runs `step`, which comes before the journal's first record (the backstop's start or
+  /// its await): if it throws, the still empty journal is removed and the error passes on.
+  template <typename F>
+  void before_first_record(F&& step);
+
   ConfigFs& fs_;
   std::string state_dir_;
   ProcessId self_;
