@@ -80,13 +80,14 @@ LockedVm lock_running_vm(const RunOptions& opts, std::optional<StateLock>* state
 // Journals each of `made` that is really gone as "cancel"; once all are, "detach": the
 // journal then no longer counts the disk. Returns how many are left (they keep their
 // records: the VM's exit and gc remove them).
-int record_gone(ConfigFs& fs, JournalWriter& journal, const std::vector<Undo>& made, const std::string& wwn) {
+int record_gone(ConfigFs& fs, JournalWriter& journal, const std::vector<Undo>& made, const std::string& wwn,
+                int lun = 0) {
   int left = 0;
   for (const Undo& u : made) {
     if (object_present(fs, u)) ++left;
     else journal.object(u, true);
   }
-  if (left == 0) journal.detach(wwn);
+  if (left == 0) journal.detach(wwn, lun);
   return left;
 }
 
@@ -164,18 +165,34 @@ std::optional<std::string> free_hotplug_port(const Json& query_pci) {
   return found;
 }
 
-std::vector<Undo> disk_undo_steps(const JournalContents& j, const std::string& wwn) {
+std::vector<Undo> disk_undo_steps(const JournalContents& j, const std::string& wwn, int lun) {
   std::string hba;
-  for (const auto& img : j.images)
-    if (img.wwn == wwn && !img.backstore.empty()) hba = layout::parse("target/" + img.backstore).hba;
+  bool shared_target = false;  // another disk of the VM is a LUN of the same controller
+  for (const auto& img : j.images) {
+    if (img.wwn != wwn) continue;
+    if (img.lun != lun) shared_target = true;
+    else if (!img.backstore.empty()) hba = layout::parse("target/" + img.backstore).hba;
+  }
   std::vector<Undo> out;
   using K = layout::Parsed::Kind;
   for (const Undo& u : j.undo) {
     const layout::Parsed p = layout::parse(u.path);
     const bool backstore = (p.kind == K::kHba || p.kind == K::kStorageObject) && !hba.empty() && p.hba == hba;
-    if (backstore || (!p.wwn.empty() && p.wwn == wwn)) out.push_back(u);
+    bool target = !p.wwn.empty() && p.wwn == wwn;
+    // On a controller that keeps other disks only this disk's LUN goes, with its mapping in
+    // the ACL; the target, its nexus and QEMU's device stay for the others.
+    if (target && shared_target)
+      target = ((p.kind == K::kLun || p.kind == K::kLunLink) && p.lun == lun) ||
+               ((p.kind == K::kAclLun || p.kind == K::kAclLunLink) && p.mapped_lun == lun);
+    if (backstore || target) out.push_back(u);
   }
   return out;
+}
+
+// Another disk of the VM is a LUN of the same controller.
+static bool shares_target(const JournalContents& j, const JournalContents::Image& img) {
+  return std::any_of(j.images.begin(), j.images.end(),
+                     [&](const auto& o) { return o.wwn == img.wwn && o.lun != img.lun; });
 }
 
 int attach_command(const RunOptions& opts, ConfigFs& fs) {
@@ -202,8 +219,13 @@ int attach_command(const RunOptions& opts, ConfigFs& fs) {
   Plan plan = build_plan(j.vm_name, {img}, j.disks_ever);
   DiskPlan& d = plan.disks.front();
   if (!d.spec.id) d.spec.id = fmt::format("qemu-lio-disk{}", j.disks_ever);
-  for (const auto& other : j.images)
+  for (const auto& other : j.images) {
     if (other.device_id == *d.spec.id) throw Error(*d.spec.id, "the VM already has a disk with this id");
+    if (d.spec.controller && other.wwn == d.identity.wwn)
+      throw Error("controller " + *d.spec.controller,
+                  "is a running controller of VM " + vm + ": a disk cannot join it (QEMU's vhost-scsi cannot "
+                  "announce a new LUN to the guest); name a new controller, or none");
+  }
   check_conflicts(plan, scan_inventory(fs));
 
   JournalWriter journal(j.file);
@@ -303,7 +325,9 @@ int detach_command(const RunOptions& opts, ConfigFs& fs) {
   }
   if (!img) throw Error(which, "is neither the id nor the image of a disk of VM " + vm + " (see 'qemu-lio list')");
 
-  {
+  // A disk on a controller that keeps other disks leaves without its device: only its LUN goes.
+  const bool lun_only = shares_target(j, *img);
+  if (!lun_only) {
     QmpClient qmp(j.control_socket, vm, timeout_of(opts));
     const std::string path = device_path(qmp, *img);
     if (!path.empty()) {
@@ -342,7 +366,7 @@ int detach_command(const RunOptions& opts, ConfigFs& fs) {
                                        opts.timeout));
     }
   }
-  const std::vector<Undo> steps = disk_undo_steps(j, img->wwn);
+  const std::vector<Undo> steps = disk_undo_steps(j, img->wwn, img->lun);
   const int failed = run_undo(fs, steps, RetryPolicy{});
   if (failed > 0)
     throw Error(which, fmt::format("{} LIO object(s) could not be removed; the VM's journal keeps them for "
@@ -350,8 +374,17 @@ int detach_command(const RunOptions& opts, ConfigFs& fs) {
                                    failed),
                 exit_code::kTeardownFailed);
   JournalWriter journal(j.file);
-  record_gone(fs, journal, steps, img->wwn);
-  std::printf("%s: detached %s (%s)\n", vm.c_str(), img->path.c_str(), img->wwn.c_str());
+  record_gone(fs, journal, steps, img->wwn, img->lun);
+  if (lun_only) {
+    std::printf("%s: detached %s (LUN %d of %s)\n", vm.c_str(), img->path.c_str(), img->lun, img->wwn.c_str());
+    // vhost-scsi in QEMU 7.2 offers the guest no hot-plug events: the guest learns of the
+    // removal only when its next command to the LUN fails.
+    log_warning(fmt::format("{}: the guest was not told that LUN {} is gone; its disk now fails I/O: remove it "
+                            "in the guest (echo 1 > /sys/block/sdX/device/delete)",
+                            vm, img->lun));
+  } else {
+    std::printf("%s: detached %s (%s)\n", vm.c_str(), img->path.c_str(), img->wwn.c_str());
+  }
   return 0;
 }
 

@@ -154,11 +154,15 @@ ImageSpec parse_image_spec(std::string_view spec) {
     } else if (key == "addr") {
       check_token("image key addr", v);
       img.addr = v;
+    } else if (key == "controller") {
+      // Part of the vhost target's derived wwn and of journal records: a plain token.
+      check_token("image key controller", v);
+      img.controller = v;
     } else {
       throw UsageError("image " + img.path, fmt::format("unknown key '{}' (known: wwn, serial, "
                                                         "block-size, cache, discard, readonly, format, "
                                                         "bootindex, num-queues, max-sectors, id, bus, "
-                                                        "addr)",
+                                                        "addr, controller)",
                                                         key));
     }
   }

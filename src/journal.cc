@@ -129,8 +129,14 @@ void JournalWriter::append(const std::string& line) {
   write_all(fd_.get(), line + "\n", path_);
 }
 
-void JournalWriter::image(const std::string& path, const std::string& wwn) {
-  append(fmt::format("image {} {}", journal_escape(path), journal_escape(wwn)));
+namespace {
+// A further LUN of a controller adds its number to a disk's records; a disk with a target
+// of its own (LUN 0) writes them as before, so version 1 journals read the same.
+std::string lun_field(int lun) { return lun == 0 ? "" : fmt::format(" {}", lun); }
+}  // namespace
+
+void JournalWriter::image(const std::string& path, const std::string& wwn, int lun) {
+  append(fmt::format("image {} {}{}", journal_escape(path), journal_escape(wwn), lun_field(lun)));
 }
 
 void JournalWriter::object(const Undo& u, bool cancelled) {
@@ -160,11 +166,13 @@ void JournalWriter::ready() { append("ready"); }
 
 void JournalWriter::control_socket(const std::string& path) { append("control " + journal_escape(path)); }
 
-void JournalWriter::device(const std::string& wwn, const std::string& id) {
-  append(fmt::format("device {} {}", journal_escape(wwn), journal_escape(id)));
+void JournalWriter::device(const std::string& wwn, const std::string& id, int lun) {
+  append(fmt::format("device {} {}{}", journal_escape(wwn), journal_escape(id), lun_field(lun)));
 }
 
-void JournalWriter::detach(const std::string& wwn) { append("detach " + journal_escape(wwn)); }
+void JournalWriter::detach(const std::string& wwn, int lun) {
+  append("detach " + journal_escape(wwn) + lun_field(lun));
+}
 
 JournalLock::JournalLock(const std::string& file, bool wait) : file_(file) {
   fd_ = UniqueFd(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -233,8 +241,10 @@ JournalContents read_journal(const std::string& file) {
       j.pidfile = journal_unescape(p);
     } else if (tag == "image") {
       std::string p, w;
+      int lun = 0;
       f >> p >> w;
-      j.images.push_back({journal_unescape(p), journal_unescape(w), "", "", j.disks_ever});
+      if (!(f >> lun)) lun = 0;
+      j.images.push_back({journal_unescape(p), journal_unescape(w), "", "", j.disks_ever, lun});
       ++j.disks_ever;
     } else if (tag == "make" || tag == "cancel") {
       std::string kind, path, value;
@@ -285,9 +295,13 @@ JournalContents read_journal(const std::string& file) {
       j.control_socket = journal_unescape(p);
     } else if (tag == "device" || tag == "detach") {
       std::string w, id;
-      f >> w >> id;
+      int lun = 0;
+      f >> w;
+      if (tag == "device") f >> id;
+      if (!(f >> lun)) lun = 0;
       w = journal_unescape(w);
-      auto img = std::find_if(j.images.begin(), j.images.end(), [&](const auto& i) { return i.wwn == w; });
+      auto img = std::find_if(j.images.begin(), j.images.end(),
+                              [&](const auto& i) { return i.wwn == w && i.lun == lun; });
       if (img == j.images.end()) continue;
       if (tag == "device") img->device_id = journal_unescape(id);
       else j.images.erase(img);

@@ -247,8 +247,11 @@ Prepared prepare(const LaunchRequest& req) {
   std::vector<std::string> copy_names;
   for (const ReadConfigUse& use : req.qemu.readconfigs) {
     std::vector<std::vector<std::pair<std::string, std::string>>> devices;
-    for (size_t k = 0; k < use.count; ++k)
-      devices.push_back(device_properties(p.plan.disks.at(use.first_image + k)));
+    for (size_t k = 0; k < use.count; ++k) {
+      const DiskPlan& d = p.plan.disks.at(use.first_image + k);
+      // A further LUN of a controller gets no [device]: its first disk's device serves it.
+      devices.push_back(d.lun == 0 ? device_properties(d) : std::vector<std::pair<std::string, std::string>>{});
+    }
     p.readconfig_texts.push_back(render_readconfig(use.parsed, devices));
     p.readconfig_fds.push_back(make_memfd_copy(p.readconfig_texts.back()));
     copy_names.push_back(fmt::format("/dev/fd/{}", p.readconfig_fds.back().get()));

@@ -122,10 +122,11 @@ std::string libvirt_domain_uuid(const std::string& xml) {
 }
 
 std::string libvirt_xml_for(const std::string& file, const ImageSpec& spec, const std::string& wwn) {
-  if (spec.bootindex || spec.num_queues || spec.id || spec.bus || spec.addr || spec.max_sectors != 16384)
+  if (spec.bootindex || spec.num_queues || spec.id || spec.bus || spec.addr || spec.max_sectors != 16384 ||
+      spec.controller)
     throw UsageError("image " + spec.path,
-                     "bootindex, num-queues, max-sectors, id, bus and addr are QEMU's device keys: "
-                     "with libvirt, set them on the <hostdev> (<boot order>, <address>)");
+                     "bootindex, num-queues, max-sectors, id, bus, addr and controller are QEMU's device keys: "
+                     "with libvirt, set them on the <hostdev> (<boot order>, <address>; one <hostdev> per disk)");
   pugi::xml_document doc;
   doc.append_child(pugi::node_comment).set_value(" in <devices>: ");
   pugi::xml_node h = doc.append_child("hostdev");

@@ -2,7 +2,9 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
 
 #include "qemu_lio/configfs_layout.h"
@@ -78,38 +80,81 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
   }
 }
 
-void add_vhost_ops(const DiskPlan& d, std::vector<Op>& ops) {
-  // TPG 1 (QEMU's boot_tpgt) and LUN 0, mapped as LUN 0 of the read-only ACL.
+// The target, TPG 1 (QEMU's boot_tpgt) and its nexus, once per target; `d` is its first disk.
+void add_target_ops(const DiskPlan& d, bool acl, std::vector<Op>& ops) {
   const std::string& w = d.identity.wwn;
-  const std::string wwn = layout::vhost_target(w);
-  const std::string tpg = layout::tpg(w, 1);
-  const std::string lun = layout::lun(w, 1, 0);
-  const std::string acl = layout::acl(w, 1, d.identity.nexus);
-  const std::string acl_lun = layout::acl_lun(w, 1, d.identity.nexus, 0);
   ops.push_back(make(Op::Kind::kEnsureDir, layout::kVhost, "",
                      "the fabric directory appears only when first made; shared, never removed"));
-  ops.push_back(make(Op::Kind::kMkdir, wwn, "", "vhost target (QEMU's wwpn)"));
-  ops.push_back(make(Op::Kind::kMkdir, tpg, "", "target portal group 1 (boot_tpgt=1)"));
-  if (d.spec.readonly)
+  ops.push_back(make(Op::Kind::kMkdir, layout::vhost_target(w), "", "vhost target (QEMU's wwpn)"));
+  ops.push_back(make(Op::Kind::kMkdir, layout::tpg(w, 1), "", "target portal group 1 (boot_tpgt=1)"));
+  if (acl)
     // vhost's demo-mode ACL ignores iblock's readonly=1; an explicit ACL named like the
-    // nexus, made before it, carries the write_protect the target enforces.
-    ops.push_back(make(Op::Kind::kMkdir, acl, "", "explicit ACL for the nexus (read-only disk)"));
+    // nexus, made before it, carries the write_protect the target enforces. With it the
+    // initiator sees only the LUNs mapped into it, so a controller maps every LUN.
+    ops.push_back(make(Op::Kind::kMkdir, layout::acl(w, 1, d.identity.nexus), "",
+                       "explicit ACL for the nexus (read-only disk)"));
   ops.push_back(make(Op::Kind::kWrite, layout::nexus(w, 1), d.identity.nexus,
                      "QEMU cannot bind a TPG without a nexus", "NULL"));
-  ops.push_back(make(Op::Kind::kMkdir, lun, "", "LUN 0"));
-  ops.push_back(make(Op::Kind::kSymlink, layout::lun_link(w, 1, 0, d.so_name),
+}
+
+// One disk's LUN in its target, and with an ACL its mapping there (LUN L as mapped LUN L).
+void add_lun_ops(const DiskPlan& d, bool acl, std::vector<Op>& ops) {
+  const std::string& w = d.identity.wwn;
+  const int l = d.lun;
+  const std::string lun = layout::lun(w, 1, l);
+  const std::string acl_lun = layout::acl_lun(w, 1, d.identity.nexus, l);
+  ops.push_back(make(Op::Kind::kMkdir, lun, "", fmt::format("LUN {}", l)));
+  ops.push_back(make(Op::Kind::kSymlink, layout::lun_link(w, 1, l, d.so_name),
                      layout::storage_object("$" + d.hba_var, d.so_name), "export the backstore"));
-  if (d.spec.readonly) {
-    // Created after the nexus so that teardown, in reverse, clears the nexus only once the
-    // LUNs are gone and removes the ACL only after that: removing an ACL under a live
-    // session blocks in the kernel for minutes.
-    ops.push_back(make(Op::Kind::kMkdir, acl_lun, "", "map LUN 0 into the ACL"));
-    ops.push_back(make(Op::Kind::kSymlink, layout::acl_lun_link(w, 1, d.identity.nexus, 0, "lun_0"),
-                       lun, "mapped LUN -> TPG LUN 0"));
+  if (!acl) return;
+  // Created after the nexus so that teardown, in reverse, clears the nexus only once the
+  // LUNs are gone and removes the ACL only after that: removing an ACL under a live
+  // session blocks in the kernel for minutes.
+  const std::string wp = d.spec.readonly ? "1" : "0";
+  ops.push_back(make(Op::Kind::kMkdir, acl_lun, "", fmt::format("map LUN {} into the ACL", l)));
+  ops.push_back(make(Op::Kind::kSymlink, layout::acl_lun_link(w, 1, d.identity.nexus, l, fmt::format("lun_{}", l)),
+                     lun, fmt::format("mapped LUN -> TPG LUN {}", l)));
+  if (d.spec.readonly)
     ops.push_back(make(Op::Kind::kWrite, acl_lun + "/write_protect", "1",
                        "the target refuses the guest's writes"));
-    ops.push_back(make(Op::Kind::kExpect, acl_lun + "/write_protect", "1", "write protection took effect"));
-  }
+  ops.push_back(make(Op::Kind::kExpect, acl_lun + "/write_protect", wp,
+                     d.spec.readonly ? "write protection took effect"
+                                     : "a writable LUN beside a read-only one stays writable"));
+}
+
+// The device keys of a controller's disks become its one -device: they go to its first
+// disk (LUN 0, which emits the device). Disks that disagree are refused.
+void merge_device_keys(DiskPlan& first, const DiskPlan& d) {
+  const std::string obj = "image " + d.spec.path;
+  const std::string ctl = "controller " + d.controller;
+  if (d.spec.bootindex)
+    throw UsageError(obj, fmt::format("bootindex: only the first disk of {} (its LUN 0) can boot: QEMU's "
+                                      "boot path names LUN 0 of the boot TPG",
+                                      ctl));
+  auto merge = [&](const char* key, std::optional<std::string>& have, const std::optional<std::string>& want) {
+    if (!want) return;
+    if (have && *have != *want)
+      throw UsageError(obj, fmt::format("{} '{}' differs from '{}' of an earlier disk of {}: a controller is "
+                                        "one device",
+                                        key, *want, *have, ctl));
+    have = want;
+  };
+  auto as_text = [](const std::optional<int>& v) {
+    return v ? std::optional<std::string>(std::to_string(*v)) : std::nullopt;
+  };
+  std::optional<std::string> queues = as_text(first.spec.num_queues);
+  merge("num-queues", queues, as_text(d.spec.num_queues));
+  if (queues) first.spec.num_queues = std::stoi(*queues);
+  merge("bus", first.spec.bus, d.spec.bus);
+  merge("addr", first.spec.addr, d.spec.addr);
+  if (d.spec.max_sectors != first.spec.max_sectors)
+    throw UsageError(obj, fmt::format("max-sectors {} differs from {} of the first disk of {}: a controller is "
+                                      "one device",
+                                      d.spec.max_sectors, first.spec.max_sectors, ctl));
+  if (d.spec.wwn && first.spec.wwn && *d.spec.wwn != *first.spec.wwn)
+    throw UsageError(obj, fmt::format("wwn '{}' differs from '{}' of an earlier disk of {}: a controller has "
+                                      "one wwn",
+                                      *d.spec.wwn, *first.spec.wwn, ctl));
 }
 
 }  // namespace
@@ -148,6 +193,13 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
       d.identity.wwn = per_vm.wwn;
       d.identity.nexus = per_vm.nexus;
     }
+    if (d.spec.controller) {
+      // A controller belongs to its VM: its target is named after both.
+      d.controller = *d.spec.controller;
+      Identity ctl = derive_identity("controller\n" + vm_name + "\n" + d.controller);
+      d.identity.wwn = ctl.wwn;
+      d.identity.nexus = ctl.nexus;
+    }
     if (d.spec.wwn) d.identity.wwn = *d.spec.wwn;
     if (d.spec.serial) d.identity.serial = *d.spec.serial;
     if (d.identity.nexus == d.identity.wwn)  // only possible with a user-given wwn
@@ -158,11 +210,43 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
     d.plugin = d.info.kind == ImageKind::kFile ? "fileio" : "iblock";
     plan.disks.push_back(d);
   }
+  // The disks of each vhost target, by index: a disk of its own, or every disk of a
+  // controller in plan order. Each disk of a controller takes the next LUN and the
+  // controller's identity (a wwn= on any of them names the whole controller); its device
+  // keys go to the first.
+  std::vector<std::vector<size_t>> targets;
+  std::map<std::string, size_t> target_of;  // controller name -> index in targets
   for (size_t i = 0; i < plan.disks.size(); ++i) {
-    const size_t first = plan.ops.size();
-    add_backstore_ops(plan.disks[i], plan.ops);
-    add_vhost_ops(plan.disks[i], plan.ops);
-    for (size_t k = first; k < plan.ops.size(); ++k) plan.ops[k].disk = i;
+    DiskPlan& d = plan.disks[i];
+    if (d.controller.empty()) {
+      targets.push_back({i});
+      continue;
+    }
+    auto [it, fresh] = target_of.emplace(d.controller, targets.size());
+    if (fresh) {
+      targets.push_back({i});
+      continue;
+    }
+    std::vector<size_t>& t = targets[it->second];
+    DiskPlan& first = plan.disks[t.front()];
+    merge_device_keys(first, d);
+    if (d.spec.wwn && !first.spec.wwn) {
+      first.spec.wwn = d.spec.wwn;
+      for (size_t k : t) plan.disks[k].identity.wwn = *d.spec.wwn;
+    }
+    d.identity.wwn = first.identity.wwn;
+    d.identity.nexus = first.identity.nexus;
+    d.lun = static_cast<int>(t.size());
+    t.push_back(i);
+  }
+  for (const std::vector<size_t>& t : targets) {
+    // A controller is one job: its LUNs link objects that its own disks make, in order.
+    const size_t from = plan.ops.size();
+    const bool acl = std::any_of(t.begin(), t.end(), [&](size_t k) { return plan.disks[k].spec.readonly; });
+    for (size_t k : t) add_backstore_ops(plan.disks[k], plan.ops);
+    add_target_ops(plan.disks[t.front()], acl, plan.ops);
+    for (size_t k : t) add_lun_ops(plan.disks[k], acl, plan.ops);
+    for (size_t k = from; k < plan.ops.size(); ++k) plan.ops[k].disk = t.front();
   }
   return plan;
 }
@@ -185,7 +269,7 @@ void check_conflicts(const Plan& plan, const Inventory& inv) {
     for (size_t j = 0; j < i; ++j)
       if (disk_keys[j] == disk_keys[i])
         throw Error(obj, fmt::format("the same image is given twice (disk {} and disk {})", j, i));
-    if (!wwns.insert(d.identity.wwn).second)
+    if (d.lun == 0 && !wwns.insert(d.identity.wwn).second)
       throw Error(obj, "wwn " + d.identity.wwn + " is used by two disks of this run");
     for (size_t k = 0; k < inv.backstores.size(); ++k) {
       const Backstore& b = inv.backstores[k];

@@ -59,8 +59,8 @@ void ProvisionedRun::provision(const Plan& plan) {
   // has recorded itself.
   backstop_ready();
   for (const DiskPlan& d : plan.disks) {
-    journal_.image(d.info.canonical_path, d.identity.wwn);
-    if (d.spec.id) journal_.device(d.identity.wwn, *d.spec.id);  // detach can name it
+    journal_.image(d.info.canonical_path, d.identity.wwn, d.lun);
+    if (d.spec.id) journal_.device(d.identity.wwn, *d.spec.id, d.lun);  // detach can name it
   }
   Provisioner prov(fs_);
   prov.set_observer([this](const Undo& u, bool cancelled) { journal_.object(u, cancelled); });

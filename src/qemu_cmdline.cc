@@ -306,6 +306,7 @@ std::vector<std::string> finalize_argv(const QemuCommandLine& req, const Plan& p
   auto emit_devices_at = [&](size_t pos) {
     for (size_t k = 0; k < req.slots.size(); ++k) {
       if (!req.slots[k] || (req.json_devices ? end : *req.slots[k]) != pos) continue;
+      if (plan.disks.at(k).lun != 0) continue;  // its controller's device is in its first disk's place
       out.push_back("-device");
       out.push_back(req.json_devices ? device_json(plan.disks.at(k)) : device_option(plan.disks.at(k)));
     }

@@ -69,7 +69,8 @@ std::optional<ImageSpec> drive_options_to_image(const std::string& name, const D
       if (v == "unmap" || v == "on") spec_keys.emplace_back("discard", "on");
       else if (v == "ignore" || v == "off") spec_keys.emplace_back("discard", "off");
       else throw UsageError(name, fmt::format("discard '{}' is not unmap or ignore", v));
-    } else if (k == "serial" || k == "id" || k == "bootindex") {
+    } else if (k == "serial" || k == "id" || k == "bootindex" || k == "controller") {
+      // controller= is qemu-lio's own key (QEMU's -drive has none): if=vhost-scsi is ours.
       spec_keys.emplace_back(k, v);
     } else if (k == "bus" || k == "addr") {
       // QEMU's -drive bus/addr place the drive's own device; here that device is the

@@ -264,6 +264,7 @@ std::string render_readconfig(const ReadConfig& rc,
         break;
       case ReadConfig::Chunk::Kind::kVhostDrive: {
         const auto& props = devices[next++];
+        if (props.empty()) break;  // the drive is served by another drive's device
         std::string id = c.spec.id.value_or(c.id);
         for (const auto& [k, v] : props)
           if (k == "id") id = v;

@@ -32,9 +32,10 @@ std::optional<std::string> free_hotplug_port(const nlohmann::json& query_pci);
 /// A device-list-properties answer names property `name`.
 bool lists_property(const nlohmann::json& device_list_properties, const std::string& name);
 
-/// The journal's undo steps that belong to the disk with `wwn`: its HBA and storage object,
-/// and everything under its vhost target. Oldest first.
-std::vector<Undo> disk_undo_steps(const JournalContents& j, const std::string& wwn);
+/// The journal's undo steps that belong to the disk at LUN `lun` of `wwn`: its HBA and storage
+/// object, and everything under its vhost target; or, when other disks of the journal are
+/// LUNs of the same target (a controller), only its LUN and its mapping in the ACL. Oldest first.
+std::vector<Undo> disk_undo_steps(const JournalContents& j, const std::string& wwn, int lun = 0);
 
 /// The VM of journal `j` runs: its recorded QEMU, or before one is recorded its wrapper (in
 /// exec mode QEMU itself) or a QEMU daemon named in its pidfile.

@@ -34,6 +34,9 @@ struct ImageSpec {
   std::optional<std::string> bus;    ///< QEMU bus
   std::optional<std::string> addr;   ///< QEMU PCI addr
   bool readonly = false;             ///< guest writes are refused by the target
+  /// Disks of one VM that name the same controller share one vhost target (LUNs 0..N in
+  /// their order) and one vhost-scsi-pci device.
+  std::optional<std::string> controller;
   /// The caller said format=raw: the image is raw whatever its first sector holds, so the
   /// header is not sniffed (a guest may write any bytes there, a qcow2 magic included).
   bool format_raw = false;

@@ -34,6 +34,7 @@ struct JournalContents {
     std::string backstore;  ///< "core/fileio_N/NAME" once claimed, else ""
     std::string device_id;  ///< QEMU's id of its vhost-scsi-pci device, when known
     int ordinal = 0;        ///< its place among the image records (the N of "-disk<N>")
+    int lun = 0;            ///< its LUN in the target of `wwn` (above 0 only on a controller)
   };
   std::vector<Image> images;  ///< the disks the VM has now (detached ones are dropped)
   /// Image records ever written, detached disks included: the next disk's index, so a
@@ -63,8 +64,8 @@ class JournalWriter {
   JournalWriter(const JournalWriter&) = delete;
   JournalWriter& operator=(const JournalWriter&) = delete;
 
-  /// Records an image and its wwn.
-  void image(const std::string& path, const std::string& wwn);
+  /// Records an image, its wwn and its LUN there.
+  void image(const std::string& path, const std::string& wwn, int lun = 0);
   /// Records an object about to be created (cancelled=false) or that was not (true).
   void object(const Undo& undo, bool cancelled);
   /// Records QEMU's identity once it runs.
@@ -77,11 +78,12 @@ class JournalWriter {
   void await_qemu(int seconds);
   /// Records the private QMP socket, before it is bound.
   void control_socket(const std::string& path);
-  /// Records QEMU's id for the device of the disk with `wwn` (a hot-plugged disk).
-  void device(const std::string& wwn, const std::string& id);
-  /// Records that the disk with `wwn` left the VM: its objects were removed (each with a
-  /// "cancel" record first) and it no longer counts as one of the VM's images.
-  void detach(const std::string& wwn);
+  /// Records the id of the disk at (`wwn`, `lun`): QEMU's id of its device for LUN 0, the
+  /// disk's own name for detach on a controller's further LUN.
+  void device(const std::string& wwn, const std::string& id, int lun = 0);
+  /// Records that the disk at (`wwn`, `lun`) left the VM: its objects were removed (each with
+  /// a "cancel" record first) and it no longer counts as one of the VM's images.
+  void detach(const std::string& wwn, int lun = 0);
   /// Records that provisioning completed.
   void ready();
   /// Deletes the journal: call only once the kernel is clean.

@@ -35,8 +35,9 @@ struct Op {
   std::string var;         ///< kClaimHba: the variable it binds ("HBA0")
   std::string undo_value;  ///< kWrite: what to write at teardown ("NULL" for nexus)
   std::string why;         ///< a comment for the dry-run script and verbose log
-  /// The disk (index into Plan::disks) this step belongs to. The steps of one disk run in
-  /// plan order; those of different disks touch disjoint objects and may run at once.
+  /// The job this step belongs to: the index (into Plan::disks) of the disk, or for disks
+  /// that share a controller, of the controller's first disk. The steps of one job run in
+  /// plan order; those of different jobs touch disjoint objects and may run at once.
   std::size_t disk = 0;
 };
 
@@ -48,6 +49,10 @@ struct DiskPlan {
   std::string so_name;   ///< storage object name ("<vm>-disk<i>")
   std::string hba_var;   ///< the variable naming its HBA ("HBA0")
   std::string plugin;    ///< "fileio" or "iblock"
+  /// The controller it shares with other disks of the plan ("" when it has its own). Every
+  /// disk of a controller has the controller's wwn and nexus; its own serial.
+  std::string controller;
+  int lun = 0;           ///< its LUN in its target (its place in the controller)
   /// QEMU gives each I/O queue its own vhost worker (decided from QEMU, kernel and config:
   /// vhost_caps.h).
   bool worker_per_virtqueue = false;

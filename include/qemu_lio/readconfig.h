@@ -52,7 +52,8 @@ ReadConfig parse_readconfig(const std::string& text);
 
 /// The file with each kVhostDrive chunk i replaced by [device "ID"] and one `  key = "value"`
 /// line per pair of devices[i] (from device_properties(), driver first; an id pair goes into
-/// the header). Dropped devices are left out, everything else is emitted unchanged. Throws
+/// the header); an empty devices[i] drops chunk i (a further LUN of a controller, served by
+/// its first disk's device). Dropped devices are left out, everything else is emitted unchanged. Throws
 /// Error if devices has the wrong size or a value cannot be written in QEMU's syntax.
 std::string render_readconfig(const ReadConfig& rc,
                               const std::vector<std::vector<std::pair<std::string, std::string>>>& devices);

@@ -31,6 +31,12 @@ for k in $keys; do
   grep -qE "\`$k\`" "$readme" || miss "image key $k (in --help) is missing from README.md's key table"
   grep -qE "(^|[^a-z-])$k([^a-z-]|$)" <<<"$man_text" || miss "image key $k (in --help) is missing from the man page"
 done
+# --help lists exactly the keys the SPEC parser knows (its error for an unknown key lists them).
+err=$("$bin" --dry-run --image /nonexistent.img,no-such-key=1 -- true 2>&1 >/dev/null) \
+  && miss "qemu-lio accepted an unknown image key"
+parsed=$(sed -n 's/.*(known: \(.*\))$/\1/p' <<<"$err" | tr -d ' ' | tr ',' '\n' | sort)
+[ -n "$parsed" ] || miss "no list of known image keys in qemu-lio's error for an unknown key"
+[ "$parsed" = "$(sort <<<"$keys")" ] || miss "--help lists image keys [$(echo $keys)], the parser knows [$(echo $parsed)]"
 for code in $(grep -oE 'constexpr int k[A-Za-z]+ = [0-9]+' "$top/include/qemu_lio/error.h" | awk '{print $NF}'); do
   grep -qE "^\| $code |^\| [0-9]+ / $code |^\| $code / " "$readme" || miss "exit code $code is missing from README.md's table"
   grep -qxF "$code" <<<"$man_text" || miss "exit code $code is missing from the man page's EXIT STATUS"
