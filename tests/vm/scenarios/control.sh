@@ -203,7 +203,118 @@ scenario_dropin_daemon() {
   assert_eq "$before" "$(configfs_snapshot)" "configfs clean after the daemon ended"
 }
 
+# controller=NAME (issue 14): a nested guest with 8 disks on one controller sees one
+# virtio-scsi PCI function and one SCSI host with LUNs 0..7, each LUN the host's image in
+# order; it reads each one's bytes and writes its own. The guest removes LUN 3 (the kernel
+# does not tell it: QEMU 7.2's vhost-scsi offers no hot-plug events), then `detach` removes
+# that LUN alone while the VM runs: the target and the other 7 LUNs stay, and the guest
+# writes to each of them again afterwards. A disk cannot join the running controller.
+scenario_controller_guest() {
+  local log=$WORK/ctl.log before pid rc=0 out wwn k imgs=() specs=()
+  for k in 0 1 2 3 4 5 6 7; do
+    imgs+=("$WORK/c$k.img")
+    pattern_image "$WORK/c$k.img" "3$((k + 1))"
+    specs+=(--image "$WORK/c$k.img,controller=c0")
+  done
+  pattern_image "$WORK/c-late.img" 39
+  before=$(configfs_snapshot)
+  cat > "$WORK/ctl-guest.sh" <<'G'
+pci=0
+for d in /sys/bus/pci/devices/*; do
+  case "$(cat "$d/vendor"):$(cat "$d/device")" in 0x1af4:0x1004|0x1af4:0x1048) pci=$((pci + 1)) ;; esac
+done
+echo "GUEST-SCSI-PCI $pci"
+echo "GUEST-SCSI-HOSTS $(ls /sys/class/scsi_host | wc -l)"
+n=0 victim= first=
+for d in /dev/sd?; do
+  s=${d#/dev/}
+  hctl=$(basename "$(readlink "/sys/block/$s/device")")
+  lun=${hctl##*:}
+  p=$(dd if="$d" bs=16 count=1 2>/dev/null)
+  echo "GUEST-LUN $lun $p"
+  printf 'GUEST-WROTE-%s' "${p#QEMU-LIO-DISK-}" | dd of="$d" bs=1M seek=1 conv=notrunc,fsync 2>/dev/null || echo "GUEST-WRITE-FAILED $d"
+  [ "$lun" = 3 ] && victim=$s
+  [ "$lun" = 0 ] && first=$d
+  n=$((n + 1))
+done
+sync
+echo "GUEST-DISKS $n"
+[ -n "$victim" ] && [ -n "$first" ] || { echo GUEST-NO-LUN3-OR-LUN0; exit 1; }
+# What detach's warning asks of the guest: let go of the disk before its LUN goes.
+echo 1 > "/sys/block/$victim/device/delete"
+echo "GUEST-DELETED $victim"
+i=0
+while [ $i -lt 1800 ]; do
+  echo 3 > /proc/sys/vm/drop_caches
+  [ "$(dd if="$first" bs=4 count=1 skip=524288 2>/dev/null)" = STOP ] && break
+  sleep 1; i=$((i + 1))
+done
+m=0
+for d in /dev/sd?; do
+  p=$(dd if="$d" bs=16 count=1 2>/dev/null)
+  printf 'GUEST-AGAIN-%s' "${p#QEMU-LIO-DISK-}" | dd of="$d" bs=1M seek=3 conv=notrunc,fsync 2>/dev/null && m=$((m + 1))
+done
+sync
+echo "GUEST-AGAIN $m"
+G
+  "$MAKE_GUEST_INITRD" "$WORK/ctl-guest.img" "$WORK/ctl-guest.sh" /dev/sda /dev/sdb /dev/sdc /dev/sdd /dev/sde /dev/sdf /dev/sdg /dev/sdh \
+    || fail "guest initrd"
+  local t0=$SECONDS
+  timeout "$GUEST_TIMEOUT" "$QEMU_LIO" --state-dir "$STATE_DIR" --name ctl "${specs[@]}" -- \
+    qemu-system-x86_64 "${GUEST_BOOT_ARGS[@]}" -initrd "$WORK/ctl-guest.img" -append "$GUEST_APPEND" > "$log" 2>&1 &
+  pid=$!
+  wait_log 600 "$log" 'GUEST-DELETED'
+  echo "  guest up after $((SECONDS - t0)) s"
+  grep -E 'GUEST-' "$log" | sed 's/^/  guest: /'
+  # The console ends its lines with CR LF.
+  grep -qE 'GUEST-SCSI-PCI 1\b' "$log" || fail "the guest does not see exactly one virtio-scsi PCI function"
+  grep -qE 'GUEST-SCSI-HOSTS 1\b' "$log" || fail "the guest does not see exactly one SCSI host"
+  grep -qE 'GUEST-DISKS 8\b' "$log" || fail "the guest does not see 8 disks"
+  for k in 0 1 2 3 4 5 6 7; do
+    grep -q "GUEST-LUN $k QEMU-LIO-DISK-3$((k + 1))" "$log" || fail "LUN $k is not image c$k"
+  done
+  wwn=$(vm_field ctl "vm['disks'][0]['wwn']") || fail "ctl not in list"
+  assert_eq 8 "$(vm_field ctl "len([d for d in vm['disks'] if d['wwn'] == '$wwn'])")" "all 8 disks on one wwn"
+  assert_eq 1 "$(ls "$T/vhost" | grep -c '^naa\.')" "one vhost target"
+  assert_eq "lun_0 lun_1 lun_2 lun_3 lun_4 lun_5 lun_6 lun_7" "$(ls "$T/vhost/$wwn/tpgt_1/lun" | tr '\n' ' ' | sed 's/ $//')" \
+    "LUNs 0..7 in the one TPG"
+  local bs3
+  bs3=$(backstore_of ctl "${imgs[3]}")
+  assert_exists "$T/$bs3"
+
+  expect_error 1 "running controller" -- qlio attach ctl "$WORK/c-late.img,controller=c0"
+  out=$(qlio detach ctl "${imgs[3]}" 2>&1) || { echo "$out"; show_tail "$log"; fail "detach of LUN 3 failed"; }
+  echo "  $out"
+  echo "$out" | grep -q 'LUN 3 of' || fail "detach does not name the LUN: $out"
+  echo "$out" | grep -q 'qemu-lio: warning: .*not told' || fail "detach does not warn that the guest is not told: $out"
+  assert_absent "$T/vhost/$wwn/tpgt_1/lun/lun_3"
+  assert_absent "$T/$bs3"
+  assert_eq "lun_0 lun_1 lun_2 lun_4 lun_5 lun_6 lun_7" "$(ls "$T/vhost/$wwn/tpgt_1/lun" | tr '\n' ' ' | sed 's/ $//')" \
+    "the other LUNs stay"
+  assert_eq 7 "$(vm_field ctl 'len(vm["disks"])')" "list no longer shows the detached disk"
+  kill -0 "$pid" 2>/dev/null || fail "the VM died with the detach"
+  printf STOP | dd of="${imgs[0]}" bs=1 seek=2097152 conv=notrunc status=none
+  wait_log 300 "$log" 'GUEST-AGAIN 7'
+  wait "$pid" || rc=$?
+  echo "  nested guest: $((SECONDS - t0)) s"
+  assert_eq 0 "$rc" "qemu-lio exit status (QEMU's)"
+  grep -q 'GUEST-EXIT 0' "$log" || fail "guest script failed"
+  for k in 0 1 2 3 4 5 6 7; do
+    assert_eq "GUEST-WROTE-3$((k + 1))" "$(guest_bytes "${imgs[$k]}")" "the guest's first write to c$k"
+    local again
+    again=$(dd if="${imgs[$k]}" bs=1 skip=3145728 count=14 status=none | tr -d '\0')
+    if [ "$k" = 3 ]; then
+      assert_eq "" "$again" "nothing reached the detached image"
+    else
+      assert_eq "GUEST-AGAIN-3$((k + 1))" "$again" "the guest's write to c$k after the detach"
+    fi
+  done
+  assert_eq "$before" "$(configfs_snapshot)" "configfs clean after the guest powered off"
+  assert_eq "" "$(leftovers)" "no journal or socket left"
+}
+
 scenario control-q35-ports-exec scenario_q35_ports_exec
 scenario control-dropin-daemon scenario_dropin_daemon
 scenario control-hotplug-guest scenario_hotplug_guest
+scenario control-controller-guest scenario_controller_guest
 scenarios_summary
