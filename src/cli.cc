@@ -22,7 +22,8 @@ po::options_description run_options(RunOptions& o) {
        "(\",,\" is a literal comma). Keys: wwn, serial, block-size, cache, discard, "
        "readonly, format (raw only: skips the header check), bootindex, num-queues, "
        "max-sectors, id, bus, addr, controller (disks naming one controller share one "
-       "vhost-scsi-pci device as LUNs 0..N)")
+       "vhost-scsi-pci device as LUNs 0..N), share (several VMs write one image, with "
+       "SCSI-3 persistent reservations between them)")
       ("name", po::value<std::string>()->value_name("NAME"),
        "VM name for object names and logs (default: QEMU's -name, else qemu-lio-<pid>)")
       ("hotplug-ports", po::value<int>()->value_name("N"),

@@ -156,6 +156,9 @@ bool is_qemu_lio_undo(const Undo& u) {
   // checked by is_valid_naa too); anything else there belongs to another tool.
   if (!p.wwn.empty() && !is_valid_naa(p.wwn)) return false;
   if (!p.initiator.empty() && !is_valid_naa(p.initiator)) return false;
+  // Only a share=on disk's HBA and storage object are removed "if unused".
+  if (u.shared && !(u.kind == Undo::Kind::kRmdir && (p.kind == K::kHba || p.kind == K::kStorageObject)))
+    return false;
   switch (u.kind) {
     case Undo::Kind::kRmdir:
       switch (p.kind) {

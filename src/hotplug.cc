@@ -84,7 +84,8 @@ int record_gone(ConfigFs& fs, JournalWriter& journal, const std::vector<Undo>& m
                 int lun = 0) {
   int left = 0;
   for (const Undo& u : made) {
-    if (object_present(fs, u)) ++left;
+    // A shared object that another VM still uses is no longer this VM's either.
+    if (!u.shared && object_present(fs, u)) ++left;
     else journal.object(u, true);
   }
   if (left == 0) journal.detach(wwn, lun);
@@ -226,7 +227,9 @@ int attach_command(const RunOptions& opts, ConfigFs& fs) {
                   "is a running controller of VM " + vm + ": a disk cannot join it (QEMU's vhost-scsi cannot "
                   "announce a new LUN to the guest); name a new controller, or none");
   }
-  check_conflicts(plan, scan_inventory(fs));
+  const Inventory inv = scan_inventory(fs);
+  check_conflicts(plan, inv);
+  join_shared(plan, inv);
 
   JournalWriter journal(j.file);
   std::vector<Undo> made;  // what the journal says exists for this disk
@@ -254,6 +257,7 @@ int attach_command(const RunOptions& opts, ConfigFs& fs) {
   journal.device(d.identity.wwn, *d.spec.id);
   try {
     prov.apply(plan);
+    if (d.spec.share) ensure_pr_directory(fs);
   } catch (...) {
     roll_back();
     throw;

@@ -154,6 +154,8 @@ ImageSpec parse_image_spec(std::string_view spec) {
     } else if (key == "addr") {
       check_token("image key addr", v);
       img.addr = v;
+    } else if (key == "share") {
+      img.share = parse_on_off(key, v);
     } else if (key == "controller") {
       // Part of the vhost target's derived wwn and of journal records: a plain token.
       check_token("image key controller", v);
@@ -162,10 +164,13 @@ ImageSpec parse_image_spec(std::string_view spec) {
       throw UsageError("image " + img.path, fmt::format("unknown key '{}' (known: wwn, serial, "
                                                         "block-size, cache, discard, readonly, format, "
                                                         "bootindex, num-queues, max-sectors, id, bus, "
-                                                        "addr, controller)",
+                                                        "addr, controller, share)",
                                                         key));
     }
   }
+  if (img.share && img.readonly)
+    throw UsageError("image " + img.path, "share=on and readonly=on: a read-only image file is shared "
+                                          "already; share=on is for a disk several VMs write");
   return img;
 }
 

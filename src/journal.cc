@@ -58,9 +58,10 @@ void write_all(int fd, const std::string& rec, const std::string& path) {
   if (::fdatasync(fd) != 0) throw Error(path, "cannot sync journal: " + errno_string(errno));
 }
 
-const char* undo_kind_name(Undo::Kind k) {
-  switch (k) {
-    case Undo::Kind::kRmdir: return "rmdir";
+// "release" is the shared rmdir of a share=on disk's object (Undo::shared).
+const char* undo_kind_name(const Undo& u) {
+  switch (u.kind) {
+    case Undo::Kind::kRmdir: return u.shared ? "release" : "rmdir";
     case Undo::Kind::kUnlink: return "unlink";
     case Undo::Kind::kWrite: return "write";
   }
@@ -68,7 +69,7 @@ const char* undo_kind_name(Undo::Kind k) {
 }
 
 std::optional<Undo::Kind> undo_kind_from(const std::string& s) {
-  if (s == "rmdir") return Undo::Kind::kRmdir;
+  if (s == "rmdir" || s == "release") return Undo::Kind::kRmdir;
   if (s == "unlink") return Undo::Kind::kUnlink;
   if (s == "write") return Undo::Kind::kWrite;
   return std::nullopt;
@@ -140,7 +141,7 @@ void JournalWriter::image(const std::string& path, const std::string& wwn, int l
 }
 
 void JournalWriter::object(const Undo& u, bool cancelled) {
-  append(fmt::format("{} {} {} {}", cancelled ? "cancel" : "make", undo_kind_name(u.kind),
+  append(fmt::format("{} {} {} {}", cancelled ? "cancel" : "make", undo_kind_name(u),
                      journal_escape(u.path), journal_escape(u.value)));
 }
 
@@ -251,7 +252,7 @@ JournalContents read_journal(const std::string& file) {
       f >> kind >> path >> value;
       auto k = undo_kind_from(kind);
       if (!k) continue;
-      Undo u{*k, journal_unescape(path), journal_unescape(value)};
+      Undo u{*k, journal_unescape(path), journal_unescape(value), kind == "release"};
       // gc runs these steps as root: a record naming anything but an object qemu-lio makes
       // ("..", a file outside configfs, an attribute) means the journal is not ours.
       if (!layout::is_qemu_lio_undo(u))
@@ -273,7 +274,7 @@ JournalContents read_journal(const std::string& file) {
           if (auto n = disk_index_of(parsed.object)) {
             for (auto& img : j.images)
               if (img.ordinal == *n) img.backstore = backstore;
-          } else {
+          } else if (!u.shared) {  // a shared object is found through its LUN link below
             // Not named by qemu-lio's rule: the first image without one.
             for (auto& img : j.images)
               if (img.backstore.empty()) {
@@ -316,6 +317,20 @@ JournalContents read_journal(const std::string& file) {
     }
   }
   if (first) throw Error(file, "empty journal");
+  // A share=on disk's object is named after its image, not after this VM's disk: the disk
+  // whose LUN links it (by the link's name) is the one it serves.
+  for (auto& img : j.images) {
+    if (!img.backstore.empty()) continue;
+    for (const Undo& link : j.undo) {
+      const layout::Parsed l = layout::parse(link.path);
+      if (l.kind != layout::Parsed::Kind::kLunLink || l.wwn != img.wwn || l.lun != img.lun) continue;
+      for (const Undo& so : j.undo) {
+        const layout::Parsed o = layout::parse(so.path);
+        if (so.shared && o.kind == layout::Parsed::Kind::kStorageObject && o.object == l.link)
+          img.backstore = "core/" + o.hba + "/" + o.object;
+      }
+    }
+  }
   return j;
 }
 

@@ -130,4 +130,23 @@ std::vector<CheckItem> preflight(const std::string& root, const std::string& qem
   return items;
 }
 
+void ensure_pr_directory(ConfigFs& fs) {
+  std::string dbroot;
+  try {
+    dbroot = fs.read("target/dbroot");
+  } catch (const SysError& e) {
+    throw Error(fs.absolute("target/dbroot"), "cannot read: " + errno_string(e.err()));
+  }
+  while (!dbroot.empty() && (dbroot.back() == '\n' || dbroot.back() == ' ')) dbroot.pop_back();
+  if (dbroot.empty() || dbroot[0] != '/') throw Error(fs.absolute("target/dbroot"), "names no absolute directory: '" + dbroot + "'");
+  // The kernel's default (/var/target) is not checked to exist; a written value always is.
+  for (const auto& [dir, mode] : {std::pair<std::string, mode_t>{dbroot, 0755}, {dbroot + "/pr", 0700}}) {
+    if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST)
+      throw Error(dir, "cannot create the directory for persistent reservations: " + errno_string(errno));
+    struct stat st;
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      throw Error(dir, "is not a directory: the kernel cannot keep persistent reservations there");
+  }
+}
+
 }  // namespace qemu_lio

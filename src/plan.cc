@@ -6,8 +6,9 @@ namespace qemu_lio {
 
 std::optional<Undo> undo_of(const Op& op) {
   switch (op.kind) {
-    case Op::Kind::kClaimHba: return Undo{Undo::Kind::kRmdir, op.path + "/$" + op.var, ""};
-    case Op::Kind::kMkdir: return Undo{Undo::Kind::kRmdir, op.path, ""};
+    case Op::Kind::kClaimHba: return Undo{Undo::Kind::kRmdir, op.path + "/$" + op.var, "", op.shared};
+    case Op::Kind::kMkdir: return Undo{Undo::Kind::kRmdir, op.path, "", op.shared};
+    case Op::Kind::kJoin: return Undo{Undo::Kind::kRmdir, op.path, "", true};
     case Op::Kind::kSymlink: return Undo{Undo::Kind::kUnlink, op.path, ""};
     case Op::Kind::kWrite:
       if (!op.undo_value.empty()) return Undo{Undo::Kind::kWrite, op.path, op.undo_value};

@@ -33,8 +33,11 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
   Op claim = make(Op::Kind::kClaimHba, layout::kCore, d.plugin,
                   "mkdir is the only atomic claim: take the first free " + d.plugin + "_N");
   claim.var = d.hba_var;
+  // A share=on disk's object outlives this VM while another VM's LUN links it.
+  claim.shared = d.spec.share;
   ops.push_back(claim);
   ops.push_back(make(Op::Kind::kMkdir, so, "", "one storage object per HBA, as targetcli does"));
+  ops.back().shared = d.spec.share;
 
   if (file) {
     std::string control = fmt::format("fd_dev_name={},fd_dev_size={}", p, d.info.size);
@@ -188,7 +191,8 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
     // A read-only image may be shared by several VMs, and a wwn serves one QEMU only: its
     // target names include the VM name. The serial stays the image's own.
     d.identity = derive_identity(known_as);
-    if (d.spec.readonly) {
+    // A share=on disk is used by several VMs at once in the same way.
+    if (d.spec.readonly || d.spec.share) {
       Identity per_vm = derive_identity(known_as + "\n" + vm_name);
       d.identity.wwn = per_vm.wwn;
       d.identity.nexus = per_vm.nexus;
@@ -204,8 +208,11 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
     if (d.spec.serial) d.identity.serial = *d.spec.serial;
     if (d.identity.nexus == d.identity.wwn)  // only possible with a user-given wwn
       d.identity.nexus = fmt::format("naa.6{:015x}", fnv1a64(d.identity.wwn) & 0xfffffffffffffffULL);
-    // "-ro" marks a read-only export: the only kind another read-only run may share.
-    d.so_name = fmt::format("{}-disk{}{}", vm_name, first_disk + static_cast<int>(i), d.spec.readonly ? "-ro" : "");
+    // "-ro" marks a read-only export: the only kind another read-only run may share. A
+    // share=on disk's one object is named after its image, so that every VM finds it.
+    d.so_name = d.spec.share ? shared_object_name(known_as)
+                             : fmt::format("{}-disk{}{}", vm_name, first_disk + static_cast<int>(i),
+                                           d.spec.readonly ? "-ro" : "");
     d.hba_var = fmt::format("HBA{}", i);
     d.plugin = d.info.kind == ImageKind::kFile ? "fileio" : "iblock";
     plan.disks.push_back(d);
@@ -251,6 +258,65 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
   return plan;
 }
 
+std::string shared_object_name(const std::string& image_name) {
+  return fmt::format("{}{:016x}", kSharedObjectPrefix, fnv1a64(image_name));
+}
+
+bool is_shared_export(const Backstore& b) { return b.name.rfind(kSharedObjectPrefix, 0) == 0; }
+
+void join_shared(Plan& plan, const Inventory& inv) {
+  for (size_t i = 0; i < plan.disks.size(); ++i) {
+    const DiskPlan& d = plan.disks[i];
+    if (!d.spec.share) continue;
+    auto b = std::find_if(inv.backstores.begin(), inv.backstores.end(),
+                          [&](const Backstore& x) { return x.name == d.so_name; });
+    if (b == inv.backstores.end()) continue;  // the first VM: it makes the object
+    const std::string var = "$" + d.hba_var;
+    const std::string so = layout::storage_object(var, d.so_name);
+    const std::string why = "the shared disk was made with other settings by another VM; give the keys its other VMs give";
+    std::vector<Op> out;
+    for (Op op : plan.ops) {
+      const bool mine = op.var == d.hba_var || op.path == so || op.path.rfind(so + "/", 0) == 0;
+      if (mine) {
+        if (op.kind == Op::Kind::kClaimHba) {
+          Op join;
+          join.kind = Op::Kind::kJoin;
+          join.path = layout::hba(b->hba);
+          join.why = "the shared disk's HBA";
+          join.disk = op.disk;
+          op = std::move(join);
+        } else if (op.kind == Op::Kind::kMkdir) {
+          op.kind = Op::Kind::kJoin;
+          op.why = "the shared disk's object, made by another VM";
+        } else if (op.kind == Op::Kind::kWrite) {
+          // What the first VM wrote must be what this one would: read it back instead.
+          const std::string attr = op.path.substr(so.size() + 1);
+          if (attr == "control" || attr == "attrib/block_size") continue;  // write-only; checked by its kExpect
+          op.kind = Op::Kind::kExpect;
+          op.why = why;
+          op.shared = true;
+        } else if (op.kind == Op::Kind::kExpect) {
+          op.why = why;
+          op.shared = true;
+        }
+      }
+      op.path = bind_vars(op.path, {{d.hba_var, b->hba}});
+      op.value = bind_vars(op.value, {{d.hba_var, b->hba}});
+      out.push_back(std::move(op));
+      // A joiner with discard off must not find it on (the first VM writes it only for on).
+      const std::string serial_attr = layout::storage_object(b->hba, d.so_name) + "/wwn/vpd_unit_serial";
+      if (mine && out.back().kind == Op::Kind::kExpect && out.back().path == serial_attr &&
+          !(d.spec.discard && d.info.discard_supported)) {
+        Op tpu = out.back();
+        tpu.path = layout::storage_object(b->hba, d.so_name) + "/attrib/emulate_tpu";
+        tpu.value = "0";
+        out.push_back(std::move(tpu));
+      }
+    }
+    plan.ops = std::move(out);
+  }
+}
+
 bool is_read_only_export(const Backstore& b) {
   return b.name.size() > 3 && b.name.compare(b.name.size() - 3, 3, "-ro") == 0;
 }
@@ -273,9 +339,20 @@ void check_conflicts(const Plan& plan, const Inventory& inv) {
       throw Error(obj, "wwn " + d.identity.wwn + " is used by two disks of this run");
     for (size_t k = 0; k < inv.backstores.size(); ++k) {
       const Backstore& b = inv.backstores[k];
-      if (backstore_keys[k] == disk_keys[i] && !(d.spec.readonly && is_read_only_export(b)))
+      if (!(backstore_keys[k] == disk_keys[i])) continue;
+      if (d.spec.share) {
+        if (b.name != d.so_name)
+          throw Error(obj, fmt::format("already exported by LIO backstore {} for one VM; every VM of a shared "
+                                       "disk must give share=on",
+                                       b.path()));
+      } else if (is_shared_export(b)) {
+        throw Error(obj, fmt::format("is shared by other VMs through LIO backstore {} (share=on); give "
+                                     "share=on too",
+                                     b.path()));
+      } else if (!(d.spec.readonly && is_read_only_export(b))) {
         throw Error(obj, fmt::format("already exported by LIO backstore {} (two writers would "
                                      "corrupt it)", b.path()));
+      }
     }
     for (const std::string& w : inv.vhost_wwns)
       if (w == d.identity.wwn)

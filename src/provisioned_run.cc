@@ -4,9 +4,12 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
 #include "qemu_lio/backstop.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/lio_inventory.h"
+#include "qemu_lio/lio_setup.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/plan_builder.h"
 #include "qemu_lio/provisioner.h"
@@ -51,9 +54,13 @@ ProvisionedRun::~ProvisionedRun() {
   finish();
 }
 
-void ProvisionedRun::provision(const Plan& plan) {
+void ProvisionedRun::provision(const Plan& checked) {
   StateLock lock(state_dir_);
-  check_conflicts(plan, scan_inventory(fs_));
+  const Inventory inv = scan_inventory(fs_);
+  check_conflicts(checked, inv);
+  // A share=on disk another VM already serves is joined, not made again.
+  Plan plan = checked;
+  join_shared(plan, inv);
   // The backstop started in the constructor; under TCG its double fork took as long as the
   // lock and the scan above, which now run beside it. Nothing is recorded or made before it
   // has recorded itself.
@@ -65,6 +72,14 @@ void ProvisionedRun::provision(const Plan& plan) {
   Provisioner prov(fs_);
   prov.set_observer([this](const Undo& u, bool cancelled) { journal_.object(u, cancelled); });
   prov.apply(plan);  // rolls back what it made if it throws
+  if (std::any_of(plan.disks.begin(), plan.disks.end(), [](const DiskPlan& d) { return d.spec.share; })) {
+    try {
+      ensure_pr_directory(fs_);  // the guests' PR REGISTER fails without it
+    } catch (...) {
+      prov.teardown();
+      throw;
+    }
+  }
   // From here the journal alone owns the objects: teardown reads it back.
   prov.release();
   journal_.ready();

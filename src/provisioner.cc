@@ -53,6 +53,12 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
         log_verbose(u.path + ": still holds a storage object; left for its owner (failures inside are counted on their own)");
         return true;
       }
+      // A shared disk's object that another VM's LUN still links (EBUSY), or its HBA that
+      // still holds the object (ENOTEMPTY): the last VM to leave removes them.
+      if (u.shared && u.kind == Undo::Kind::kRmdir && (e.err() == EBUSY || e.err() == ENOTEMPTY)) {
+        log_verbose(u.path + ": still used by another VM's shared disk; left for the last one");
+        return true;
+      }
       // EBUSY: the kernel still holds the object (a vhost endpoint being released).
       if (e.err() == EBUSY && std::chrono::steady_clock::now() + delay < deadline) {
         std::this_thread::sleep_for(delay);
@@ -255,13 +261,25 @@ void Provisioner::run_op(const Op& raw, Bindings& own) {
         }
         break;
       case Op::Kind::kMkdir: fs_.mkdir(op.path); break;
+      case Op::Kind::kJoin:
+        // Checked under the state lock a moment ago; only a teardown of the shared disk's
+        // last other VM can have removed it since (it takes no state lock).
+        if (!fs_.exists(op.path))
+          throw Error(fs_.absolute(op.path), "the shared disk's object is gone (its last other VM left "
+                                             "meanwhile); start again");
+        break;
       case Op::Kind::kWrite: fs_.write(op.path, op.value); break;
       case Op::Kind::kExpect: {
         std::string got = trim(fs_.read(op.path));
-        if (got.find(op.value) == std::string::npos)
+        if (got.find(op.value) == std::string::npos) {
+          // On a shared disk's object the reading is what another VM set up, not a setting
+          // this run wrote.
+          if (op.shared)
+            throw Error(fs_.absolute(op.path), fmt::format("{} (expected '{}', read '{}')", op.why, op.value, got));
           throw Error(fs_.absolute(op.path), fmt::format("kernel did not take the setting: expected '{}', "
                                            "read '{}'",
                                            op.value, got));
+        }
         break;
       }
       case Op::Kind::kSymlink: fs_.symlink(op.value, op.path); break;
@@ -283,6 +301,7 @@ void Provisioner::run_op(const Op& raw, Bindings& own) {
     case Op::Kind::kExpect: log_verbose(fmt::format("checked {} holds '{}'", op.path, op.value)); break;
     case Op::Kind::kExpectSameFile: log_verbose(fmt::format("checked {} is still {}", op.path, op.value)); break;
     case Op::Kind::kSymlink: log_verbose(fmt::format("linked {} -> {}", op.path, op.value)); break;
+    case Op::Kind::kJoin: log_verbose("joined " + op.path); break;
     default: log_verbose("made " + op.path); break;
   }
   // The object exists from here on: its undo step goes on the stack before anything else.
@@ -302,7 +321,7 @@ void Provisioner::claim_hba(const Op& op, Bindings& own) {
     }
     if (n >= kMaxHbaIndex) break;
     std::string name = layout::hba_name(op.value, n);
-    Undo undo{Undo::Kind::kRmdir, op.path + "/" + name, ""};
+    Undo undo{Undo::Kind::kRmdir, op.path + "/" + name, "", op.shared};
     announce(undo, false);
     try {
       fs_.mkdir(undo.path);

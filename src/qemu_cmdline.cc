@@ -93,6 +93,7 @@ DeviceUses find_vhost_device_uses(const std::vector<std::string>& in) {
     dev.bootindex = opt_value(parts, "bootindex");
     dev.bus = opt_value(parts, "bus");
     dev.addr = opt_value(parts, "addr");
+    dev.share_rw = opt_value(parts, "share-rw");
     uses.dropped.emplace(i, *drive);
     uses.by_drive.emplace(*drive, std::move(dev));  // the first one wins, as in a readconfig
   }

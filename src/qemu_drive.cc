@@ -69,7 +69,12 @@ std::optional<ImageSpec> drive_options_to_image(const std::string& name, const D
       if (v == "unmap" || v == "on") spec_keys.emplace_back("discard", "on");
       else if (v == "ignore" || v == "off") spec_keys.emplace_back("discard", "off");
       else throw UsageError(name, fmt::format("discard '{}' is not unmap or ignore", v));
-    } else if (k == "serial" || k == "id" || k == "bootindex" || k == "controller") {
+    } else if (k == "share-rw") {
+      // QEMU's own spelling for a disk that several VMs write, on the replaced -device.
+      std::optional<bool> b = qemu_bool(v);
+      if (!b) throw UsageError(name, fmt::format("share-rw '{}' is not on or off", v));
+      spec_keys.emplace_back("share", *b ? "on" : "off");
+    } else if (k == "serial" || k == "id" || k == "bootindex" || k == "controller" || k == "share") {
       // controller= is qemu-lio's own key (QEMU's -drive has none): if=vhost-scsi is ours.
       spec_keys.emplace_back(k, v);
     } else if (k == "bus" || k == "addr") {
@@ -142,6 +147,7 @@ std::optional<ImageSpec> drive_to_image(std::string_view opts, const DriveOption
 DriveOptions replaced_device_options(const ReplacedDevice& dev) {
   DriveOptions opts;
   if (dev.bootindex) opts.emplace_back("bootindex", *dev.bootindex);
+  if (dev.share_rw) opts.emplace_back("share-rw", *dev.share_rw);
   return opts;
 }
 

@@ -200,7 +200,7 @@ ReadConfig parse_readconfig(const std::string& text) {
     if (user_of.count(i)) {
       const Section& d = sections[user_of[i]];
       dev = ReplacedDevice{d.name(), d.get("driver").value_or(""), d.get("bootindex"),
-                           d.get("bus"), d.get("addr")};
+                           d.get("bus"), d.get("addr"), d.get("share-rw")};
       // bootindex is a device property in QEMU; a drive key of its own wins.
       DriveOptions from_dev = replaced_device_options(*dev);
       opts.insert(opts.end(), from_dev.begin(), from_dev.end());

@@ -77,6 +77,10 @@ std::string render_op(const Op& op) {
     case Op::Kind::kSymlink:
       s += fmt::format("  ln -s {} {}\n", cfs(op.value), cfs(op.path));
       break;
+    case Op::Kind::kJoin:
+      s += fmt::format("  [ -d {0} ] || {{ echo \"qemu-lio: error: $CFS/{1}: the shared disk is gone\" >&2; exit 1; }}\n",
+                       cfs(op.path), op.path);
+      break;
     case Op::Kind::kExpectSameFile: {
       // The image path is the user's: quoted for sh, and printed with printf, not echo.
       const bool blk = op.value.rfind("b:", 0) == 0;
@@ -92,7 +96,10 @@ std::string render_op(const Op& op) {
 
 std::string render_undo(const Undo& u) {
   switch (u.kind) {
-    case Undo::Kind::kRmdir: return fmt::format("  [ ! -d {0} ] || rmdir {0}\n", cfs(u.path));
+    case Undo::Kind::kRmdir:
+      // A shared disk's object stays while another VM's LUN links it (rmdir: EBUSY).
+      if (u.shared) return fmt::format("  [ ! -d {0} ] || rmdir {0} 2>/dev/null || :  # kept while another VM uses it\n", cfs(u.path));
+      return fmt::format("  [ ! -d {0} ] || rmdir {0}\n", cfs(u.path));
     case Undo::Kind::kUnlink: return fmt::format("  [ ! -L {0} ] || rm {0}\n", cfs(u.path));
     case Undo::Kind::kWrite:
       // ENODEV when there is nothing to clear is fine.

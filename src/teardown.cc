@@ -33,6 +33,13 @@ bool object_present(ConfigFs& fs, const Undo& u) {
   return fs.exists(u.path);
 }
 
+int count_present(ConfigFs& fs, const std::vector<Undo>& steps) {
+  int n = 0;
+  for (const Undo& u : steps)
+    if (!u.shared && object_present(fs, u)) ++n;
+  return n;
+}
+
 void unlink_journal(const std::string& journal_file) {
   ::unlink(journal_file.c_str());
 }
@@ -46,14 +53,9 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
   // asked before and after inside its own job, so the lookups overlap like the removals.
   for_each_undo_group(fs, j.undo, [&](const std::vector<Undo>& group) {
     try {
-      int before = 0, after = 0;
-      for (const Undo& u : group)
-        if (object_present(fs, u)) ++before;
-      present += before;
+      present += count_present(fs, group);
       undo_in_order(fs, group, retry);
-      for (const Undo& u : group)
-        if (object_present(fs, u)) ++after;
-      left += after;
+      left += count_present(fs, group);
     } catch (const std::exception& e) {
       log_error(j.file + ": " + e.what());
       broke = true;

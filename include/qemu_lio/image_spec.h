@@ -37,6 +37,9 @@ struct ImageSpec {
   /// Disks of one VM that name the same controller share one vhost target (LUNs 0..N in
   /// their order) and one vhost-scsi-pci device.
   std::optional<std::string> controller;
+  /// Several VMs may use this writable image at once: one storage object serves them all,
+  /// and SCSI-3 persistent reservations work between them.
+  bool share = false;
   /// The caller said format=raw: the image is raw whatever its first sector holds, so the
   /// header is not sniffed (a guest may write any bytes there, a qcow2 magic included).
   bool format_raw = false;

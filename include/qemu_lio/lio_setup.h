@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "qemu_lio/configfs.h"
+
 namespace qemu_lio {
 
 /// Modules qemu-lio needs; only iscsi and loopback are autoloaded by the kernel.
@@ -14,6 +16,13 @@ extern const std::vector<std::string> kLioModules;
 /// and loads missing modules with modprobe. Failures are left for the caller's own
 /// operations to report (with their errno), except an unusable configfs, which throws.
 void prepare_lio(const std::string& configfs_root);
+
+/// Makes sure `<dbroot>/pr` exists (0700), dbroot as `target/dbroot` in `fs` names it. The
+/// kernel writes a file there on every persistent reservation REGISTER, even with APTPL off,
+/// and fails the command when the directory is missing; it never creates it itself. Like
+/// target/vhost, it is shared with other tools and never removed. Read it once a storage
+/// object exists: dbroot cannot change from then on. Throws Error if it cannot be made.
+void ensure_pr_directory(ConfigFs& fs);
 
 /// One preflight item.
 struct CheckItem {

@@ -28,6 +28,9 @@ struct Op {
     /// `value` (see file_identity). Emitted after enable: the kernel opened the file by
     /// name, and this proves the name still meant the file that was checked.
     kExpectSameFile,
+    /// `path` (an HBA or a storage object of a share=on disk) exists: another VM's run made
+    /// it and this run uses it too. Its undo is a shared rmdir (see Undo::shared).
+    kJoin,
   };
   Kind kind;
   std::string path;
@@ -35,6 +38,8 @@ struct Op {
   std::string var;         ///< kClaimHba: the variable it binds ("HBA0")
   std::string undo_value;  ///< kWrite: what to write at teardown ("NULL" for nexus)
   std::string why;         ///< a comment for the dry-run script and verbose log
+  /// The object is shared by the VMs of a share=on disk: its undo is a shared rmdir.
+  bool shared = false;
   /// The job this step belongs to: the index (into Plan::disks) of the disk, or for disks
   /// that share a controller, of the controller's first disk. The steps of one job run in
   /// plan order; those of different jobs touch disjoint objects and may run at once.
@@ -71,6 +76,10 @@ struct Undo {
   Kind kind;
   std::string path;   ///< may hold "$HBA<n>" until resolved with bind_vars
   std::string value;  ///< kWrite: what to write
+  /// kRmdir of an object several VMs use (a share=on disk's storage object and HBA): the
+  /// kernel's link count decides. EBUSY (a LUN of another VM still links the object) or
+  /// ENOTEMPTY (the HBA still holds it) means another user remains, and the step is done.
+  bool shared = false;
 };
 
 /// The step that reverses `op` once it has succeeded, if it creates anything.

@@ -40,10 +40,11 @@ struct ReplacedDevice {
   std::optional<std::string> bootindex;  ///< its bootindex, if it had one
   std::optional<std::string> bus;        ///< its bus, if it had one
   std::optional<std::string> addr;       ///< its addr, if it had one
+  std::optional<std::string> share_rw;   ///< its share-rw (a disk several VMs write)
 };
 
-/// The drive options a replaced device contributes: its bootindex (a device property in
-/// QEMU). They go ahead of the drive's own, so a bootindex on the drive wins.
+/// The drive options a replaced device contributes: its bootindex and share-rw (device
+/// properties in QEMU). They go ahead of the drive's own, so a key on the drive wins.
 DriveOptions replaced_device_options(const ReplacedDevice& dev);
 
 /// If the replaced device was a PCI device (its driver ends in "-pci"), gives `spec` its bus

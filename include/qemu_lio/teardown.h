@@ -39,4 +39,8 @@ TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, cons
 /// True if the object `u` removes is in the kernel now (a nexus: while it names one).
 bool object_present(ConfigFs& fs, const Undo& u);
 
+/// How many of `steps` name an object that still exists, leaving out the shared ones (a
+/// share=on disk's object and HBA stay, rightly, while another VM uses them).
+int count_present(ConfigFs& fs, const std::vector<Undo>& steps);
+
 }  // namespace qemu_lio

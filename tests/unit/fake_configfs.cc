@@ -144,6 +144,8 @@ FakeConfigFs::FakeConfigFs() {
   add_attr("target/version", "Target Engine Core ConfigFS Infrastructure v5.0 on Linux/x86_64 "
                              "on 6.1.0",
            false);
+  // The kernel's default; a real host may have /etc/target instead (docs/shared-disk-facts.md A1).
+  add_attr("target/dbroot", "/var/target", true);
   add_dir("target/core", Role::kCore, true);
   add_group("target/core/alua");
   add_group("target/core/alua/lu_gps");

@@ -347,6 +347,9 @@ TEST(BuildPlan, EveryCreatingOpHasAnUndo) {
         EXPECT_EQ(u->kind, Undo::Kind::kUnlink);
         EXPECT_EQ(u->path, op.path);
         break;
+      case Kind::kJoin:  // only join_shared makes these
+        ADD_FAILURE() << "a built plan joins nothing: " << op.path;
+        break;
       case Kind::kEnsureDir:  // target/vhost is shared: never removed
       case Kind::kExpect:
       case Kind::kExpectSameFile: EXPECT_FALSE(u) << op.path; break;

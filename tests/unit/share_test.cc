@@ -1,0 +1,235 @@
+// share=on: several VMs write one image through one LIO storage object, each through its own
+// vhost target and nexus (so persistent reservations work between them). The kernel's link
+// count decides who removes the object: every VM's teardown tries, and the last one succeeds.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "fake_configfs.h"
+#include "qemu_lio/configfs_layout.h"
+#include "qemu_lio/hotplug.h"
+#include "qemu_lio/journal.h"
+#include "qemu_lio/lio_inventory.h"
+#include "qemu_lio/lio_setup.h"
+#include "qemu_lio/plan_builder.h"
+#include "qemu_lio/provisioner.h"
+#include "qemu_lio/qemu_cmdline.h"
+#include "qemu_lio/teardown.h"
+#include "test_support.h"
+
+namespace qemu_lio {
+namespace {
+
+Plan plan_for(const std::vector<std::string>& specs, const std::string& vm) {
+  std::vector<CheckedImage> images;
+  for (const std::string& s : specs) {
+    images.push_back(checked_image(s));
+    images.back().info.discard_supported = true;  // a file system that punches holes
+  }
+  return build_plan(vm, images);
+}
+
+// What ProvisionedRun::provision does under the state lock, with a journal of VM `vm`.
+// Returns the journal's path; throws what apply throws.
+std::string start_vm(FakeConfigFs& fs, const TempDir& dir, const std::string& vm,
+                     const std::vector<std::string>& specs, int pid) {
+  Plan plan = plan_for(specs, vm);
+  const Inventory inv = scan_inventory(fs);
+  check_conflicts(plan, inv);
+  join_shared(plan, inv);
+  JournalWriter journal(dir / "state", vm, ProcessId{pid, 1});
+  for (const DiskPlan& d : plan.disks) journal.image(d.info.canonical_path, d.identity.wwn, d.lun);
+  Provisioner prov(fs);
+  prov.set_observer([&](const Undo& u, bool cancelled) { journal.object(u, cancelled); });
+  try {
+    prov.apply(plan);
+  } catch (...) {
+    journal.remove();
+    throw;
+  }
+  prov.release();
+  journal.ready();
+  return journal.path();
+}
+
+std::vector<std::string> shared_objects(FakeConfigFs& fs) {
+  std::vector<std::string> out;
+  for (const Backstore& b : scan_inventory(fs).backstores)
+    if (is_shared_export(b)) out.push_back(b.path());
+  return out;
+}
+
+class ShareTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs_.mkdir("target/vhost");
+    fresh_.mkdir("target/vhost");
+  }
+  void expect_clean() {
+    EXPECT_EQ(fs_.list("target/vhost"), fresh_.list("target/vhost"));
+    EXPECT_EQ(fs_.list("target/core"), fresh_.list("target/core"));
+    EXPECT_FALSE(fs_.kernel_crashed());
+  }
+  TempDir dir_;
+  FakeConfigFs fs_, fresh_;
+};
+
+TEST(SharePlan, OneObjectNameForEveryVmAndATargetPerVm) {
+  Plan a = plan_for({"/img/s.raw,share=on"}, "a");
+  Plan b = plan_for({"/img/s.raw,share=on"}, "b");
+  EXPECT_EQ(a.disks[0].so_name, b.disks[0].so_name);
+  EXPECT_EQ(a.disks[0].so_name.rfind(kSharedObjectPrefix, 0), 0u);
+  EXPECT_NE(a.disks[0].identity.wwn, b.disks[0].identity.wwn);
+  EXPECT_NE(a.disks[0].identity.nexus, b.disks[0].identity.nexus);
+  EXPECT_EQ(a.disks[0].identity.serial, b.disks[0].identity.serial);
+  EXPECT_NE(plan_for({"/img/t.raw,share=on"}, "a").disks[0].so_name, a.disks[0].so_name);
+  // The object and its HBA are the shared kind: their removal is "if unused".
+  for (const Op& op : a.ops) {
+    std::optional<Undo> u = undo_of(op);
+    if (!u || u->kind != Undo::Kind::kRmdir) continue;
+    const auto k = layout::parse(bind_vars(u->path, {{"HBA0", "fileio_0"}})).kind;
+    EXPECT_EQ(u->shared, k == layout::Parsed::Kind::kHba || k == layout::Parsed::Kind::kStorageObject) << u->path;
+  }
+}
+
+TEST(SharePlan, KeysAndTheDropInsSpelling) {
+  EXPECT_TRUE(parse_image_spec("/img/s.raw,share=on").share);
+  EXPECT_FALSE(parse_image_spec("/img/s.raw").share);
+  EXPECT_NE(usage_error_of([] { parse_image_spec("/img/s.raw,share=on,readonly=on"); }).find("share=on and readonly=on"),
+            std::string::npos);
+  QemuCommandLine q = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=/img/s.raw,if=vhost-scsi,id=d0,format=raw",
+                                      "-device", "scsi-hd,drive=d0,share-rw=on"});
+  ASSERT_EQ(q.images.size(), 1u);
+  EXPECT_TRUE(q.images[0].share);
+  QemuCommandLine off = scan_qemu_argv({"qemu-system-x86_64", "-drive", "file=/img/s.raw,if=vhost-scsi,id=d0,format=raw",
+                                        "-device", "virtio-blk-pci,drive=d0,share-rw=off"});
+  EXPECT_FALSE(off.images.at(0).share);
+}
+
+TEST_F(ShareTest, TwoVmsLinkOneObjectAndTheLastToLeaveRemovesIt) {
+  for (bool first_leaves_first : {true, false}) {
+    SCOPED_TRACE(first_leaves_first ? "creator leaves first" : "joiner leaves first");
+    const std::string img = dir_ / "s.raw";
+    write_file(img, 1 << 20);
+    const std::string ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+    const std::string jb = start_vm(fs_, dir_, "b", {img + ",share=on"}, 12);
+    ASSERT_EQ(shared_objects(fs_).size(), 1u);
+    const std::string so = shared_objects(fs_)[0];
+    // Two targets, each with its LUN linking the one object.
+    const Plan pa = plan_for({img + ",share=on"}, "a"), pb = plan_for({img + ",share=on"}, "b");
+    for (const Plan* p : {&pa, &pb}) {
+      const std::string link = layout::lun_link(p->disks[0].identity.wwn, 1, 0, p->disks[0].so_name);
+      ASSERT_TRUE(fs_.is_link(link)) << link;
+      EXPECT_EQ(fs_.link_target(link), so);
+    }
+    // The journals name the shared object as each VM's backstore.
+    EXPECT_EQ("target/" + read_journal(ja).images.at(0).backstore, so);
+    EXPECT_EQ("target/" + read_journal(jb).images.at(0).backstore, so);
+
+    const std::string first = first_leaves_first ? ja : jb, second = first_leaves_first ? jb : ja;
+    TeardownResult r1 = teardown_journal(fs_, read_journal(first), RetryPolicy{});
+    EXPECT_EQ(r1.failed, 0) << "the object another VM uses is not a leftover";
+    EXPECT_NE(::access(first.c_str(), F_OK), 0) << "the journal of the VM that left is gone";
+    EXPECT_TRUE(fs_.exists(so)) << "the other VM still uses it";
+    const Plan& still = first_leaves_first ? pb : pa;
+    EXPECT_TRUE(fs_.is_link(layout::lun_link(still.disks[0].identity.wwn, 1, 0, still.disks[0].so_name)));
+    TeardownResult r2 = teardown_journal(fs_, read_journal(second), RetryPolicy{});
+    EXPECT_EQ(r2.failed, 0);
+    expect_clean();
+  }
+}
+
+TEST_F(ShareTest, MixingSharedAndExclusiveUseIsRefusedInOneLine) {
+  const std::string img = dir_ / "s.raw";
+  write_file(img, 1 << 20);
+  const std::string ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+  const auto snapshot = fs_.list("target/vhost");
+  EXPECT_NE(error_of([&] { start_vm(fs_, dir_, "b", {img}, 12); }).find("(share=on); give share=on too"),
+            std::string::npos);
+  EXPECT_EQ(fs_.list("target/vhost"), snapshot);
+  teardown_journal(fs_, read_journal(ja), RetryPolicy{});
+  const std::string jx = start_vm(fs_, dir_, "x", {img}, 13);
+  EXPECT_NE(error_of([&] { start_vm(fs_, dir_, "y", {img + ",share=on"}, 14); })
+                .find("for one VM; every VM of a shared disk must give share=on"),
+            std::string::npos);
+  teardown_journal(fs_, read_journal(jx), RetryPolicy{});
+  expect_clean();
+}
+
+TEST_F(ShareTest, AJoinerWithOtherSettingsIsRefusedAndLeavesTheFirstVmWhole) {
+  const std::string img = dir_ / "s.raw";
+  write_file(img, 1 << 20);
+  const std::string ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+  const auto vhost = fs_.list("target/vhost");
+  const std::string so = shared_objects(fs_).at(0);
+  for (const char* keys : {",cache=writethrough", ",block-size=4096", ",serial=other", ",discard=off"}) {
+    SCOPED_TRACE(keys);
+    std::string err = error_of([&] { start_vm(fs_, dir_, "b", {img + ",share=on" + keys}, 12); });
+    EXPECT_NE(err.find("the shared disk was made with other settings by another VM"), std::string::npos) << err;
+    EXPECT_NE(err.find(so), std::string::npos) << "names the object's attribute: " << err;
+    EXPECT_EQ(fs_.list("target/vhost"), vhost);
+    EXPECT_TRUE(fs_.exists(so));
+  }
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), RetryPolicy{}).failed, 0);
+  expect_clean();
+}
+
+TEST_F(ShareTest, DetachOfOneVmsSharedDiskKeepsTheObjectForTheOther) {
+  const std::string img = dir_ / "s.raw";
+  write_file(img, 1 << 20);
+  const std::string ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+  const std::string jb = start_vm(fs_, dir_, "b", {img + ",share=on"}, 12);
+  const std::string so = shared_objects(fs_).at(0);
+  JournalContents b = read_journal(jb);
+  const std::vector<Undo> steps = disk_undo_steps(b, b.images.at(0).wwn);
+  EXPECT_TRUE(std::any_of(steps.begin(), steps.end(), [&](const Undo& u) { return u.shared && u.path == so; }))
+      << "detach releases the shared object too (the kernel keeps it while a LUN links it)";
+  EXPECT_EQ(run_undo(fs_, steps, RetryPolicy{}), 0);
+  EXPECT_TRUE(fs_.exists(so));
+  EXPECT_EQ(count_present(fs_, steps), 0) << "what stays is the other VM's";
+  teardown_journal(fs_, read_journal(ja), RetryPolicy{});
+  ::unlink(jb.c_str());
+  expect_clean();
+}
+
+TEST(ShareJournal, ReleaseRecordsReadBackAsSharedAndAreNoAnyPath) {
+  TempDir dir;
+  std::string file;
+  {
+    JournalWriter w(dir / "state", "vm", ProcessId{1, 1});
+    file = w.path();
+    w.object({Undo::Kind::kRmdir, "target/core/fileio_0", "", true}, false);
+    w.object({Undo::Kind::kRmdir, "target/core/fileio_0/qlshared-0123456789abcdef", "", true}, false);
+  }
+  JournalContents j = read_journal(file);
+  ASSERT_EQ(j.undo.size(), 2u);
+  EXPECT_TRUE(j.undo[0].shared);
+  EXPECT_TRUE(j.undo[1].shared);
+  // "release" is for an HBA or a storage object only.
+  EXPECT_FALSE(layout::is_qemu_lio_undo({Undo::Kind::kRmdir, "target/vhost/naa.5001405123456789", "", true}));
+  EXPECT_TRUE(layout::is_qemu_lio_undo({Undo::Kind::kRmdir, "target/core/iblock_3", "", true}));
+}
+
+TEST(SharePrDirectory, MadeUnderDbrootWithMode0700) {
+  TempDir dir;
+  FakeConfigFs fs;
+  fs.write("target/dbroot", dir / "dbroot");
+  ensure_pr_directory(fs);
+  struct stat st;
+  ASSERT_EQ(::stat((dir / "dbroot/pr").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  ensure_pr_directory(fs);  // and again: it exists
+  write_file(dir / "file", 1);
+  fs.write("target/dbroot", dir / "file");
+  EXPECT_NE(error_of([&] { ensure_pr_directory(fs); }).find("not a directory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qemu_lio
