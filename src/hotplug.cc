@@ -257,7 +257,10 @@ int attach_command(const RunOptions& opts, ConfigFs& fs) {
   journal.device(d.identity.wwn, *d.spec.id);
   try {
     prov.apply(plan);
-    if (d.spec.share) ensure_pr_directory(fs);
+    if (d.spec.share) {
+      ensure_pr_directory(fs);
+      journal.shared_disk(d.so_name, d.identity.serial);
+    }
   } catch (...) {
     roll_back();
     throw;
@@ -377,6 +380,10 @@ int detach_command(const RunOptions& opts, ConfigFs& fs) {
                                    "its exit and 'qemu-lio gc'",
                                    failed),
                 exit_code::kTeardownFailed);
+  for (const auto& [object, serial] : j.shared_disks)
+    if (img->backstore.size() > object.size() &&
+        img->backstore.compare(img->backstore.size() - object.size() - 1, std::string::npos, "/" + object) == 0)
+      remove_stale_pr_file(fs, object, serial);
   JournalWriter journal(j.file);
   record_gone(fs, journal, steps, img->wwn, img->lun);
   if (lun_only) {

@@ -163,6 +163,10 @@ void append_journal_record(const std::string& file, const std::string& line) {
   write_all(fd.get(), line + "\n", file);
 }
 
+void JournalWriter::shared_disk(const std::string& object, const std::string& serial) {
+  append(fmt::format("shared {} {}", journal_escape(object), journal_escape(serial)));
+}
+
 void JournalWriter::ready() { append("ready"); }
 
 void JournalWriter::control_socket(const std::string& path) { append("control " + journal_escape(path)); }
@@ -312,6 +316,10 @@ JournalContents read_journal(const std::string& file) {
       j.libvirt_uuid = journal_unescape(u);
     } else if (tag == "await") {
       f >> j.await_seconds;
+    } else if (tag == "shared") {
+      std::string o, serial;
+      f >> o >> serial;
+      j.shared_disks.emplace_back(journal_unescape(o), journal_unescape(serial));
     } else if (tag == "ready") {
       j.complete = true;
     }

@@ -20,6 +20,7 @@
 #include <cstdio>
 
 #include "qemu_lio/error.h"
+#include "qemu_lio/lio_inventory.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/supervisor.h"
 #include "qemu_lio/vhost_caps.h"
@@ -146,6 +147,35 @@ void ensure_pr_directory(ConfigFs& fs) {
     struct stat st;
     if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
       throw Error(dir, "is not a directory: the kernel cannot keep persistent reservations there");
+  }
+}
+
+void remove_stale_pr_file(ConfigFs& fs, const std::string& object, const std::string& serial) noexcept {
+  try {
+    if (serial.empty() || serial.size() > 128 ||
+        serial.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") != std::string::npos)
+      return;
+    for (const Backstore& b : scan_inventory(fs).backstores) {
+      if (b.name == object) return;  // another VM still uses the disk
+      std::string s;
+      try {
+        s = fs.read(b.path() + "/wwn/vpd_unit_serial");
+      } catch (const SysError&) {
+        continue;
+      }
+      // "T10 VPD Unit Serial Number: <serial>"
+      const size_t colon = s.rfind(": ");
+      std::string own = colon == std::string::npos ? s : s.substr(colon + 2);
+      while (!own.empty() && (own.back() == '\n' || own.back() == ' ')) own.pop_back();
+      if (own == serial) return;  // the file is that object's now
+    }
+    std::string dbroot = fs.read("target/dbroot");
+    while (!dbroot.empty() && (dbroot.back() == '\n' || dbroot.back() == ' ')) dbroot.pop_back();
+    if (dbroot.empty() || dbroot[0] != '/') return;
+    const std::string file = dbroot + "/pr/aptpl_" + serial;
+    if (::unlink(file.c_str()) == 0) log_verbose("removed " + file + ": its shared disk's last VM is gone");
+  } catch (const std::exception& e) {
+    log_verbose(std::string("persistent reservation file of ") + serial + " left: " + e.what());
   }
 }
 

@@ -75,6 +75,8 @@ void ProvisionedRun::provision(const Plan& checked) {
   if (std::any_of(plan.disks.begin(), plan.disks.end(), [](const DiskPlan& d) { return d.spec.share; })) {
     try {
       ensure_pr_directory(fs_);  // the guests' PR REGISTER fails without it
+      for (const DiskPlan& d : plan.disks)
+        if (d.spec.share) journal_.shared_disk(d.so_name, d.identity.serial);
     } catch (...) {
       prov.teardown();
       throw;

@@ -26,6 +26,17 @@ std::string trim(std::string s) {
   return s;
 }
 
+// The field of an attribute's text that `expected` ("Mode: O_DSYNC") is about: "Mode:
+// Buffered-WCE" out of fileio's multi-line info. The whole text for a plain value.
+std::string field_of(const std::string& text, const std::string& expected) {
+  const size_t colon = expected.find(": ");
+  if (colon == std::string::npos) return text;
+  const size_t at = text.find(expected.substr(0, colon + 2));
+  if (at == std::string::npos) return text;
+  const size_t end = text.find_first_of(" \n", text.find_first_not_of(' ', at + colon + 2));
+  return text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+}
+
 bool is_hba_path(const std::string& p) {
   return layout::parse(p).kind == layout::Parsed::Kind::kHba;
 }
@@ -275,7 +286,8 @@ void Provisioner::run_op(const Op& raw, Bindings& own) {
           // On a shared disk's object the reading is what another VM set up, not a setting
           // this run wrote.
           if (op.shared)
-            throw Error(fs_.absolute(op.path), fmt::format("{} (expected '{}', read '{}')", op.why, op.value, got));
+            throw Error(fs_.absolute(op.path), fmt::format("{} (expected '{}', it has '{}')", op.why, op.value,
+                                                           field_of(got, op.value)));
           throw Error(fs_.absolute(op.path), fmt::format("kernel did not take the setting: expected '{}', "
                                            "read '{}'",
                                            op.value, got));

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "qemu_lio/error.h"
+#include "qemu_lio/lio_setup.h"
 #include "qemu_lio/log.h"
 
 namespace qemu_lio {
@@ -61,6 +62,8 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
       broke = true;
     }
   });
+  // A share=on disk whose last VM this was leaves the kernel's reservation file behind.
+  for (const auto& [object, serial] : j.shared_disks) remove_stale_pr_file(fs, object, serial);
   TeardownResult r{present, left};
   if (broke && r.failed == 0) r.failed = 1;
   if (r.failed != 0) return r;

@@ -45,6 +45,8 @@ struct JournalContents {
   /// How long the backstop waits for a QEMU to appear in `pidfile` once the wrapper is gone
   /// (0: it tears down at once). The libvirt hook provisions before libvirt starts QEMU.
   int await_seconds = 0;
+  /// The share=on disks: their storage object's name and unit serial.
+  std::vector<std::pair<std::string, std::string>> shared_disks;
   std::vector<Undo> undo;  ///< steps for objects that may exist, oldest first
   bool complete = false;   ///< provisioning finished ("ready" record)
 };
@@ -84,6 +86,10 @@ class JournalWriter {
   /// Records that the disk at (`wwn`, `lun`) left the VM: its objects were removed (each with
   /// a "cancel" record first) and it no longer counts as one of the VM's images.
   void detach(const std::string& wwn, int lun = 0);
+  /// Records that this set uses the share=on disk whose storage object is `object` (a
+  /// name, unique on the host) with unit serial `serial`: once no object has that serial any
+  /// more, the teardown deletes the file the kernel keeps its reservations in.
+  void shared_disk(const std::string& object, const std::string& serial);
   /// Records that provisioning completed.
   void ready();
   /// Deletes the journal: call only once the kernel is clean.

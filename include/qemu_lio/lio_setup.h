@@ -24,6 +24,13 @@ void prepare_lio(const std::string& configfs_root);
 /// object exists: dbroot cannot change from then on. Throws Error if it cannot be made.
 void ensure_pr_directory(ConfigFs& fs);
 
+/// Deletes `<dbroot>/pr/aptpl_<serial>` once no storage object named `object` and none with
+/// unit serial `serial` is left in `fs`: the kernel writes that file on every PR
+/// registration of a share=on disk and never deletes it, and qemu-lio never restores it
+/// (APTPL is not offered), so after the disk's last VM it is stale. A serial that is not a
+/// plain token is ignored (a journal names it; gc runs this as root). Never throws.
+void remove_stale_pr_file(ConfigFs& fs, const std::string& object, const std::string& serial) noexcept;
+
 /// One preflight item.
 struct CheckItem {
   std::string what;

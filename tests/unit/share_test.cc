@@ -44,7 +44,10 @@ std::string start_vm(FakeConfigFs& fs, const TempDir& dir, const std::string& vm
   check_conflicts(plan, inv);
   join_shared(plan, inv);
   JournalWriter journal(dir / "state", vm, ProcessId{pid, 1});
-  for (const DiskPlan& d : plan.disks) journal.image(d.info.canonical_path, d.identity.wwn, d.lun);
+  for (const DiskPlan& d : plan.disks) {
+    journal.image(d.info.canonical_path, d.identity.wwn, d.lun);
+    if (d.spec.share) journal.shared_disk(d.so_name, d.identity.serial);
+  }
   Provisioner prov(fs);
   prov.set_observer([&](const Undo& u, bool cancelled) { journal.object(u, cancelled); });
   try {
@@ -132,8 +135,14 @@ TEST_F(ShareTest, TwoVmsLinkOneObjectAndTheLastToLeaveRemovesIt) {
     EXPECT_EQ("target/" + read_journal(ja).images.at(0).backstore, so);
     EXPECT_EQ("target/" + read_journal(jb).images.at(0).backstore, so);
 
+    // The kernel's reservation file, as a guest's REGISTER leaves it.
+    fs_.write("target/dbroot", dir_ / "db");
+    ensure_pr_directory(fs_);
+    const std::string aptpl = dir_ / ("db/pr/aptpl_" + pa.disks[0].identity.serial);
+    write_file(aptpl, 10);
     const std::string first = first_leaves_first ? ja : jb, second = first_leaves_first ? jb : ja;
     TeardownResult r1 = teardown_journal(fs_, read_journal(first), RetryPolicy{});
+    EXPECT_EQ(::access(aptpl.c_str(), F_OK), 0) << "the other VM's reservations live on";
     EXPECT_EQ(r1.failed, 0) << "the object another VM uses is not a leftover";
     EXPECT_NE(::access(first.c_str(), F_OK), 0) << "the journal of the VM that left is gone";
     EXPECT_TRUE(fs_.exists(so)) << "the other VM still uses it";
@@ -141,6 +150,7 @@ TEST_F(ShareTest, TwoVmsLinkOneObjectAndTheLastToLeaveRemovesIt) {
     EXPECT_TRUE(fs_.is_link(layout::lun_link(still.disks[0].identity.wwn, 1, 0, still.disks[0].so_name)));
     TeardownResult r2 = teardown_journal(fs_, read_journal(second), RetryPolicy{});
     EXPECT_EQ(r2.failed, 0);
+    EXPECT_NE(::access(aptpl.c_str(), F_OK), 0) << "the last VM's teardown removes the stale reservation file";
     expect_clean();
   }
 }

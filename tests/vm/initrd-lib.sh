@@ -43,6 +43,24 @@ initrd_add_busybox() {
     [ -e "$stage/dev/null" ] || mknod -m 666 "$stage/dev/null" c 1 3
 }
 
+# initrd_add_binaries STAGE BINARY...: each dynamically linked BINARY (a name on PATH or a
+# path) at its own path in STAGE, with the shared libraries and loader ldd names for it, so a
+# guest script can run host tools such as sg_persist.
+initrd_add_binaries() {
+    local stage=$1 bin path lib
+    shift
+    for bin in "$@"; do
+        path=$(command -v "$bin") || initrd_die "$bin: not found (the guest needs it)"
+        path=$(readlink -f "$path")
+        mkdir -p "$stage$(dirname "$path")"
+        cp "$path" "$stage$path"
+        for lib in $(ldd "$path" | grep -oE '/[^ ]+'); do
+            mkdir -p "$stage$(dirname "$lib")"
+            [ -e "$stage$lib" ] || cp -L "$lib" "$stage$lib"
+        done
+    done
+}
+
 # initrd_add_modules STAGE MODROOT KVER REQUIRED OPTIONAL
 #   Copies the named modules and everything they need (modules.dep + softdeps, as resolved by
 #   kmod's `modprobe --show-depends` against MODROOT/lib/modules/KVER) into

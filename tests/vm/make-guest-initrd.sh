@@ -18,7 +18,8 @@
 # concatenated archives in order). The base is only rebuilt here if the cache lacks it.
 #
 # Env: GUEST_BASE_INITRD, GUEST_MODULES_ROOT, KVER (default: from $QEMU_LIO_VM_CACHE/env),
-#      GUEST_WAIT_SECS (default 30).
+#      GUEST_WAIT_SECS (default 30), GUEST_BINARIES (host programs the guest script runs, e.g.
+#      "sg_persist sg_raw": copied with their shared libraries).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -119,6 +120,8 @@ if [ ! -r "$base" ]; then
     build_base "$base"
 fi
 mkdir -p "$work/stage"
+# shellcheck disable=SC2086 # a list of names
+[ -z "${GUEST_BINARIES:-}" ] || initrd_add_binaries "$work/stage" $GUEST_BINARIES
 cp "$script" "$work/stage/guest.sh"
 chmod 755 "$work/stage/guest.sh"
 {
