@@ -59,6 +59,11 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
     // directory on its path) after the checks would serve another file. Catch it here.
     ops.push_back(make(Op::Kind::kExpectSameFile, p, d.info.file_id,
                        "the kernel opened the file that was checked"));
+  if (d.spec.share)
+    // Every VM's LUN joins the object's default port group, which allows explicit ALUA: one
+    // guest's SET TARGET PORT GROUPS would change the access state the other VMs see.
+    ops.push_back(make(Op::Kind::kWrite, so + "/alua/default_tg_pt_gp/alua_access_type", "1",
+                       "implicit ALUA only: no guest of a shared disk changes the others' access state"));
   const std::string bs = std::to_string(d.spec.block_size);
   ops.push_back(make(Op::Kind::kWrite, so + "/attrib/block_size", bs,
                      "block_size must follow enable: enable resets it to hw_block_size"));
@@ -291,7 +296,9 @@ void join_shared(Plan& plan, const Inventory& inv) {
         } else if (op.kind == Op::Kind::kWrite) {
           // What the first VM wrote must be what this one would: read it back instead.
           const std::string attr = op.path.substr(so.size() + 1);
-          if (attr == "control" || attr == "attrib/block_size") continue;  // write-only; checked by its kExpect
+          // control is write-only and block_size has its own kExpect; the ALUA type is no
+          // key of the user's, and reads back as text ("Implicit").
+          if (attr == "control" || attr == "attrib/block_size" || attr.rfind("alua/", 0) == 0) continue;
           op.kind = Op::Kind::kExpect;
           op.why = why;
           op.shared = true;

@@ -419,6 +419,7 @@ void FakeConfigFs::make_device(const std::string& p, const std::string& hba) {
   add_group(p + "/statistics/scsi_tgt_dev");
   add_group(p + "/alua");
   add_group(p + "/alua/default_tg_pt_gp", {"alua_access_state"});
+  add_attr(p + "/alua/default_tg_pt_gp/alua_access_type", "Implicit and Explicit");
   devices_[p] = dev;
 }
 

@@ -18,37 +18,9 @@ STATE_DIR=$WORK/state
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-1200}
 mkdir -p "$T/vhost"
 
-qlio() { "$QEMU_LIO" --state-dir "$STATE_DIR" "$@"; }
-
-# vm_field NAME PYEXPR: evaluates PYEXPR on VM NAME's entry of `list --json` (as `vm`).
-vm_field() {
-  qlio list --json | python3 -c '
-import json, sys
-for vm in json.load(sys.stdin):
-    if vm["name"] == sys.argv[1]:
-        print(eval(sys.argv[2])); sys.exit(0)
-sys.exit(1)' "$1" "$2"
-}
-
-show_tail() { echo "  last lines of $1:"; tail -n 30 "$1" | sed 's/^/  | /'; }
-wait_log() {  # SECONDS LOG PATTERN
-  wait_for "$1" grep -q "$3" "$2" || { show_tail "$2"; fail "no '$3' in $2 within $(scaled "$1") s"; }
-}
-leftovers() { ls "$STATE_DIR" 2>/dev/null | awk '$0 != "caps" && $0 != "lock"'; }
-no_leftovers() { [ -z "$(leftovers)" ]; }
+# shellcheck source=state.sh
+. "$here/state.sh"
 gone() { ! kill -0 "$1" 2>/dev/null; }
-
-# expect_error STATUS PATTERN -- COMMAND...: COMMAND exits STATUS with one error line
-# matching PATTERN.
-expect_error() {
-  local want=$1 pat=$2 rc=0 out
-  shift 3
-  out=$("$@" 2>&1) || rc=$?
-  echo "  -> $rc: $out"
-  assert_eq "$want" "$rc" "exit status"
-  assert_eq 1 "$(printf '%s\n' "$out" | grep -c '^qemu-lio: error: ')" "one error line"
-  printf '%s\n' "$out" | grep -q "$pat" || fail "error does not say '$pat': $out"
-}
 
 # shared_objects IMAGE: the qlshared-* storage objects that serve IMAGE.
 shared_objects() {
@@ -87,6 +59,7 @@ scenario_shared_lifecycle() {
     "two LUNs (one per VM) link it"
   assert_exists "$T/$so/pr/res_type"
   grep -q SPC3_PERSISTENT_RESERVATIONS "$T/$so/pr/res_type" || fail "PR emulation off: $(cat "$T/$so/pr/res_type")"
+  assert_eq Implicit "$(cat "$T/$so/alua/default_tg_pt_gp/alua_access_type")" "no guest may set the others' ALUA state"
   [ -d "$(cat "$T/dbroot")/pr" ] || fail "no $(cat "$T/dbroot")/pr: the guests' PR REGISTER would fail"
 
   snap=$(configfs_snapshot)
@@ -118,7 +91,7 @@ scenario_shared_lifecycle() {
   start_standin sv "$img"; x=$STANDIN_PID
   expect_error 1 "for one VM; every VM of a shared disk must give share=on" -- qlio --name su --image "$img,share=on" -- "$STANDIN"
   kill -TERM "$(cat "$WORK/sv.qpid")"
-  wait "$x" || true
+  wait "$x" || fail "the exclusive VM did not exit cleanly"
 
   # A writable block device shared by two VMs: one iblock object for both (two would
   # each claim the device exclusively, and the second would fail with EBUSY).
@@ -128,7 +101,8 @@ scenario_shared_lifecycle() {
   start_standin by "$dev,share=on"; y=$STANDIN_PID
   assert_eq 1 "$(ls -d "$T"/core/iblock_*/qlshared-* | wc -l)" "one iblock object for the block device"
   kill -TERM "$(cat "$WORK/bx.qpid")" "$(cat "$WORK/by.qpid")"
-  wait "$x" "$y" || true
+  wait "$x" || fail "bx did not exit cleanly"
+  wait "$y" || fail "by did not exit cleanly"
   wait_for 60 no_leftovers || fail "journals left after the block device's VMs"
   losetup -d "$dev"
   assert_eq "$before" "$(configfs_snapshot)" "configfs clean after the block device's VMs"
@@ -201,11 +175,12 @@ G
   GUEST_BINARIES="sg_persist sg_raw" "$MAKE_GUEST_INITRD" "$WORK/pr-b.img" "$WORK/pr-b.sh" /dev/sda /dev/sdb || fail "guest initrd B"
   # The kernel opens <dbroot>/pr/aptpl_<serial> from its own threads, whose root is this VM's
   # initramfs, while the scenario runs in a chroot of the host's tree: make the two one
-  # directory, as they are on a real host. (Without it REGISTER fails, see the fact A2.)
+  # directory, as they are on a real host. (Without the kernel's one REGISTER fails: fact A2.)
   local db serial
   db=$(cat "$T/dbroot")
   mkdir -p "/proc/1/root$db/pr" "$db/pr"
-  mount --bind "/proc/1/root$db/pr" "$db/pr" || fail "bind $db/pr"
+  # -c: mount(8) would otherwise canonicalise the source inside this chroot, back to $db/pr.
+  mount --bind -c "/proc/1/root$db/pr" "$db/pr" || fail "bind $db/pr"
   t0=$SECONDS
   for g in a b; do
     timeout "$GUEST_TIMEOUT" "$QEMU_LIO" --state-dir "$STATE_DIR" --name "pr$g" \
@@ -250,6 +225,42 @@ G
   umount "$db/pr"
 }
 
+# boot_sector IMAGE TEXT: a 32 MiB image whose MBR prints TEXT on COM1 and halts.
+boot_sector() {
+  local hex
+  truncate -s 32M "$1"
+  # xor ax,ax; mov ds,ax; mov dx,0x3f8; mov si,0x7c14; next: lodsb; test al,al; jz end;
+  # out dx,al; jmp next; end: cli; hlt; then TEXT, CR LF, NUL; 0x55 0xaa at 510.
+  hex='\x31\xc0\x8e\xd8\xba\xf8\x03\xbe\x14\x7c\xac\x84\xc0\x74\x03\xee\xeb\xf8\xfa\xf4'
+  printf "$hex%s\r\n\0" "$2" | dd of="$1" conv=notrunc status=none
+  printf '\x55\xaa' | dd of="$1" bs=1 seek=510 conv=notrunc status=none
+}
+
+# controller=NAME boots from its LUN 0 (issue 14): SeaBIOS in a nested QEMU boots the disk
+# with bootindex=1, which QEMU's boot path names as LUN 0 of the controller's TPG 1, and
+# not LUN 1, which is bootable too; -boot strict=on skips anything not named.
+scenario_controller_boot() {
+  local l0=$WORK/boot0.img l1=$WORK/boot1.img before pid log=$WORK/boot.log
+  boot_sector "$l0" BOOTED-FROM-LUN0
+  boot_sector "$l1" BOOTED-FROM-LUN1
+  before=$(configfs_snapshot)
+  "$QEMU_LIO" --state-dir "$STATE_DIR" --name boot --image "$l0,controller=c,bootindex=1" --image "$l1,controller=c" -- \
+    qemu-system-x86_64 -machine pc -m 64 -nographic -no-reboot -nic none -boot strict=on > "$log" 2>&1 &
+  pid=$!
+  wait_for 300 grep -q 'BOOTED-FROM-LUN' "$log" || { show_tail "$log"; fail "SeaBIOS booted nothing"; }
+  grep -a 'BOOTED-FROM\|Booting from' "$log" | tr -d '\r' | sed 's/^/  console: /'
+  grep -q 'BOOTED-FROM-LUN0' "$log" || fail "the guest did not boot from LUN 0"
+  local q
+  q=$(pgrep -P "$pid" -f qemu-system-x86_64 | head -1)
+  [ -n "$q" ] || fail "no QEMU under the wrapper"
+  assert_eq 1 "$(tr '\0' '\n' < "/proc/$q/cmdline" | grep -c '^vhost-scsi-pci')" "one vhost-scsi-pci device for both disks"
+  kill -TERM "$pid"
+  wait "$pid" || fail "qemu-lio exited $? (QEMU ends with 0 on SIGTERM)"
+  wait_for 60 no_leftovers || fail "journal left after the boot VM"
+  assert_eq "$before" "$(configfs_snapshot)" "configfs clean after the boot VM"
+}
+
 scenario shared-lifecycle scenario_shared_lifecycle
 scenario shared-pr scenario_shared_pr
+scenario controller-boot scenario_controller_boot
 scenarios_summary
