@@ -12,6 +12,7 @@
 #include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/image_check.h"
+#include "qemu_lio/image_spec.h"
 #include "qemu_lio/log.h"
 #include "qemu_lio/parallel.h"
 
@@ -41,6 +42,25 @@ bool is_hba_path(const std::string& p) {
   return layout::parse(p).kind == layout::Parsed::Kind::kHba;
 }
 
+// A vhost LUN links the storage object at `path` (qemu-lio names a LUN's link after the
+// object it exports).
+bool linked_by_a_lun(ConfigFs& fs, const std::string& path) {
+  const std::string name = layout::parse(path).object;
+  if (name.empty()) return false;
+  for (const std::string& w : fs.list(layout::kVhost)) {
+    if (!is_valid_naa(w)) continue;
+    for (const std::string& t : fs.list(layout::vhost_target(w))) {
+      if (t.rfind("tpgt_", 0) != 0) continue;
+      const std::string luns = layout::vhost_target(w) + "/" + t + "/lun";
+      for (const std::string& l : fs.list(luns)) {
+        const std::vector<std::string> in = fs.list(luns + "/" + l);
+        if (std::find(in.begin(), in.end(), name) != in.end()) return true;
+      }
+    }
+  }
+  return false;
+}
+
 bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
   auto delay = retry.first_delay;
   auto deadline = std::chrono::steady_clock::now() + retry.deadline;
@@ -65,8 +85,10 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
         return true;
       }
       // A shared disk's object that another VM's LUN still links (EBUSY), or its HBA that
-      // still holds the object (ENOTEMPTY): the last VM to leave removes them.
-      if (u.shared && u.kind == Undo::Kind::kRmdir && (e.err() == EBUSY || e.err() == ENOTEMPTY)) {
+      // still holds the object (ENOTEMPTY): the last VM to leave removes them. An EBUSY with
+      // no link left is the kernel holding the object for a moment: retried below.
+      if (u.shared && u.kind == Undo::Kind::kRmdir &&
+          ((e.err() == ENOTEMPTY && is_hba_path(u.path)) || (e.err() == EBUSY && linked_by_a_lun(fs, u.path)))) {
         log_verbose(u.path + ": still used by another VM's shared disk; left for the last one");
         return true;
       }
@@ -87,8 +109,17 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
 
 }  // namespace
 
-int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
+int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry,
+                  std::vector<Undo>* failed_steps) noexcept {
   int failed = 0;
+  auto note = [&](const Undo& u) {
+    ++failed;
+    if (!failed_steps) return;
+    try {
+      failed_steps->push_back(u);
+    } catch (const std::exception&) {
+    }
+  };
   // TPGs whose nexus could not be cleared: removing an ACL under a live nexus blocks the
   // caller in the kernel for minutes, so their ACLs stay (and count as failures).
   std::vector<std::string> live_nexus_tpgs;
@@ -100,11 +131,11 @@ int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolic
     if (in_acl && std::find(live_nexus_tpgs.begin(), live_nexus_tpgs.end(),
                             layout::tpg(p.wwn, p.tpgt)) != live_nexus_tpgs.end()) {
       log_error(fs.absolute(u.path) + ": left in place: its nexus is still set");
-      ++failed;
+      note(u);
       continue;
     }
     if (undo_step(fs, u, retry)) continue;
-    ++failed;
+    note(u);
     if (u.kind == Undo::Kind::kWrite && p.kind == K::kNexus)
       live_nexus_tpgs.push_back(layout::tpg(p.wwn, p.tpgt));
   }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "qemu_lio/error.h"
@@ -55,8 +56,13 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
   for_each_undo_group(fs, j.undo, [&](const std::vector<Undo>& group) {
     try {
       present += count_present(fs, group);
-      undo_in_order(fs, group, retry);
-      left += count_present(fs, group);
+      std::vector<Undo> failed;
+      undo_in_order(fs, group, retry, &failed);
+      // A shared object may rightly stay (another VM uses it), and then counts as handed on;
+      // one whose own removal failed is still there for nobody: the journal keeps it.
+      left += count_present(fs, group) +
+              static_cast<int>(std::count_if(failed.begin(), failed.end(),
+                                             [&](const Undo& u) { return u.shared && object_present(fs, u); }));
     } catch (const std::exception& e) {
       log_error(j.file + ": " + e.what());
       broke = true;

@@ -88,8 +88,10 @@ class Provisioner {
 int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept;
 
 /// The serial rules of run_undo over one group of steps (oldest first): newest first, and
-/// ACLs left in place under a nexus that could not be cleared. Returns the number that failed.
-int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept;
+/// ACLs left in place under a nexus that could not be cleared. Returns the number that failed;
+/// with `failed_steps`, also appends each of them there.
+int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry,
+                  std::vector<Undo>* failed_steps = nullptr) noexcept;
 
 /// Calls `each` once per independent group of `steps` (undo_groups), the groups at once from
 /// up to kMaxParallelDisks threads when `fs` is concurrent(); otherwise once, with all the

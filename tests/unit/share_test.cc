@@ -241,5 +241,25 @@ TEST(SharePrDirectory, MadeUnderDbrootWithMode0700) {
   EXPECT_NE(error_of([&] { ensure_pr_directory(fs); }).find("not a directory"), std::string::npos);
 }
 
+TEST_F(ShareTest, TheLastVmRetriesATransientEbusyAndKeepsItsJournalIfTheObjectStays) {
+  const std::string img = dir_ / "s.raw";
+  write_file(img, 1 << 20);
+  // An EBUSY with no LUN linking the object is the kernel holding it for a moment (an
+  // EXTENDED COPY pins the device): not "another VM uses it".
+  std::string ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+  const std::string so = shared_objects(fs_).at(0);
+  fs_.fail_on(FsOp::kRmdir, so, EBUSY, 2);
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), RetryPolicy{}).failed, 0);
+  expect_clean();
+  // A removal that fails outright leaves the object for nobody: the journal keeps it.
+  ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+  const std::string so2 = shared_objects(fs_).at(0);
+  fs_.fail_on(FsOp::kRmdir, so2, EIO, 1);
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), RetryPolicy{}).failed, 1);
+  EXPECT_EQ(::access(ja.c_str(), F_OK), 0) << "kept for gc";
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), RetryPolicy{}).failed, 0);
+  expect_clean();
+}
+
 }  // namespace
 }  // namespace qemu_lio
