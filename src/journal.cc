@@ -58,10 +58,9 @@ void write_all(int fd, const std::string& rec, const std::string& path) {
   if (::fdatasync(fd) != 0) throw Error(path, "cannot sync journal: " + errno_string(errno));
 }
 
-// "release" is the shared rmdir of a share=on disk's object (Undo::shared).
 const char* undo_kind_name(const Undo& u) {
   switch (u.kind) {
-    case Undo::Kind::kRmdir: return u.shared ? "release" : "rmdir";
+    case Undo::Kind::kRmdir: return "rmdir";
     case Undo::Kind::kUnlink: return "unlink";
     case Undo::Kind::kWrite: return "write";
   }
@@ -69,7 +68,7 @@ const char* undo_kind_name(const Undo& u) {
 }
 
 std::optional<Undo::Kind> undo_kind_from(const std::string& s) {
-  if (s == "rmdir" || s == "release") return Undo::Kind::kRmdir;
+  if (s == "rmdir") return Undo::Kind::kRmdir;
   if (s == "unlink") return Undo::Kind::kUnlink;
   if (s == "write") return Undo::Kind::kWrite;
   return std::nullopt;
@@ -143,6 +142,11 @@ void JournalWriter::image(const std::string& path, const std::string& wwn, int l
 void JournalWriter::object(const Undo& u, bool cancelled) {
   append(fmt::format("{} {} {} {}", cancelled ? "cancel" : "make", undo_kind_name(u),
                      journal_escape(u.path), journal_escape(u.value)));
+  // A share=on disk's object (or its HBA) is marked by a record of its own after the plain
+  // one: a reader that does not know the mark, or a crash between the two, sees a private
+  // rmdir, which fails while another VM uses the object and keeps the journal. Nothing is
+  // ever removed from under another VM, and nothing is forgotten.
+  if (u.shared && !cancelled) append(fmt::format("share {} {}", undo_kind_name(u), journal_escape(u.path)));
 }
 
 void JournalWriter::owner(const ProcessId& q) { append(owner_record(q)); }
@@ -256,7 +260,7 @@ JournalContents read_journal(const std::string& file) {
       f >> kind >> path >> value;
       auto k = undo_kind_from(kind);
       if (!k) continue;
-      Undo u{*k, journal_unescape(path), journal_unescape(value), kind == "release"};
+      Undo u{*k, journal_unescape(path), journal_unescape(value)};
       // gc runs these steps as root: a record naming anything but an object qemu-lio makes
       // ("..", a file outside configfs, an attribute) means the journal is not ours.
       if (!layout::is_qemu_lio_undo(u))
@@ -278,8 +282,9 @@ JournalContents read_journal(const std::string& file) {
           if (auto n = disk_index_of(parsed.object)) {
             for (auto& img : j.images)
               if (img.ordinal == *n) img.backstore = backstore;
-          } else if (!u.shared) {  // a shared object is found through its LUN link below
-            // Not named by qemu-lio's rule: the first image without one.
+          } else if (parsed.object.rfind(layout::kSharedObjectPrefix, 0) != 0) {
+            // Not named by qemu-lio's rule: the first image without one. (A shared object
+            // is found through its LUN link below.)
             for (auto& img : j.images)
               if (img.backstore.empty()) {
                 img.backstore = backstore;
@@ -294,6 +299,19 @@ JournalContents read_journal(const std::string& file) {
             break;
           }
       }
+    } else if (tag == "share") {
+      // The object recorded before is a share=on disk's. Its HBA may also carry one of our
+      // private disks' claim attempts (make, then cancel on EEXIST) whose records interleave
+      // with it: the mark holds for the one kept entry, whichever record made it.
+      std::string kind, path;
+      f >> kind >> path;
+      auto k = undo_kind_from(kind);
+      if (!k) continue;
+      const Undo mark{*k, journal_unescape(path), "", true};
+      if (!layout::is_qemu_lio_undo(mark))
+        throw Error(file, fmt::format("record {}: share {} {} is not a shared disk's object", record, kind, path));
+      for (Undo& u : j.undo)
+        if (u.kind == mark.kind && u.path == mark.path) u.shared = true;
     } else if (tag == "control") {
       std::string p;
       f >> p;
@@ -334,7 +352,8 @@ JournalContents read_journal(const std::string& file) {
       if (l.kind != layout::Parsed::Kind::kLunLink || l.wwn != img.wwn || l.lun != img.lun) continue;
       for (const Undo& so : j.undo) {
         const layout::Parsed o = layout::parse(so.path);
-        if (so.shared && o.kind == layout::Parsed::Kind::kStorageObject && o.object == l.link)
+        if (o.kind == layout::Parsed::Kind::kStorageObject && o.object == l.link &&
+            o.object.rfind(layout::kSharedObjectPrefix, 0) == 0)
           img.backstore = "core/" + o.hba + "/" + o.object;
       }
     }

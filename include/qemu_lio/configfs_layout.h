@@ -14,6 +14,8 @@ namespace qemu_lio::layout {
 inline const std::string kCore = "target/core";
 /// The vhost fabric directory ("target/vhost").
 inline const std::string kVhost = "target/vhost";
+/// The name a share=on disk's storage object starts with; the rest is derived from its image.
+inline const std::string kSharedObjectPrefix = "qlshared-";
 
 /// An HBA's name: "<plugin>_<index>" ("fileio_3").
 std::string hba_name(const std::string& plugin, int index);

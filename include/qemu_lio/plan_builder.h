@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/image_check.h"
 #include "qemu_lio/image_spec.h"
 #include "qemu_lio/lio_inventory.h"
@@ -28,8 +29,7 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
 /// present, or the same image or wwn twice.
 void check_conflicts(const Plan& plan, const Inventory& inv);
 
-/// The name a share=on disk's storage object starts with; the rest is derived from its image.
-inline const std::string kSharedObjectPrefix = "qlshared-";
+using layout::kSharedObjectPrefix;
 
 /// The storage object name of a share=on disk on the image known as `image_name`
 /// (ImageInfo::identity_name or the canonical path): the same in every VM.

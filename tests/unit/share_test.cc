@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -208,7 +210,7 @@ TEST_F(ShareTest, DetachOfOneVmsSharedDiskKeepsTheObjectForTheOther) {
   expect_clean();
 }
 
-TEST(ShareJournal, ReleaseRecordsReadBackAsSharedAndAreNoAnyPath) {
+TEST(ShareJournal, ShareMarksReadBackAsSharedAndAreForObjectsAndHbasOnly) {
   TempDir dir;
   std::string file;
   {
@@ -216,14 +218,51 @@ TEST(ShareJournal, ReleaseRecordsReadBackAsSharedAndAreNoAnyPath) {
     file = w.path();
     w.object({Undo::Kind::kRmdir, "target/core/fileio_0", "", true}, false);
     w.object({Undo::Kind::kRmdir, "target/core/fileio_0/qlshared-0123456789abcdef", "", true}, false);
+    w.object({Undo::Kind::kRmdir, "target/core/fileio_1", "", false}, false);
   }
   JournalContents j = read_journal(file);
-  ASSERT_EQ(j.undo.size(), 2u);
+  ASSERT_EQ(j.undo.size(), 3u);
   EXPECT_TRUE(j.undo[0].shared);
   EXPECT_TRUE(j.undo[1].shared);
-  // "release" is for an HBA or a storage object only.
+  EXPECT_FALSE(j.undo[2].shared);
+  // An older reader (or a crash before the mark) sees the plain record: a private rmdir,
+  // which fails while another VM uses the object and never removes it from under that VM.
+  std::ifstream in(file);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("make rmdir target/core/fileio_0 %\nshare rmdir target/core/fileio_0\n"),
+            std::string::npos);
+  // The mark is for an HBA or a storage object only.
   EXPECT_FALSE(layout::is_qemu_lio_undo({Undo::Kind::kRmdir, "target/vhost/naa.5001405123456789", "", true}));
   EXPECT_TRUE(layout::is_qemu_lio_undo({Undo::Kind::kRmdir, "target/core/iblock_3", "", true}));
+  append_journal_record(file, "share rmdir target/vhost/naa.5001405123456789");
+  EXPECT_NE(error_of([&] { read_journal(file); }).find("not a shared disk's object"), std::string::npos);
+}
+
+TEST(ShareJournal, AClaimAttemptInterleavedWithAJoinKeepsTheHbaShared) {
+  // One of the VM's private disks tries fileio_0 (make, then cancel on EEXIST) while its
+  // shared disk joins the object in fileio_0: the records interleave, and the one kept entry
+  // must stay shared, or the VM's teardown fails on the other VM's HBA and keeps its journal.
+  for (int order = 0; order < 2; ++order) {
+    TempDir dir;
+    std::string file;
+    {
+      JournalWriter w(dir / "state", "vm", ProcessId{1, 1});
+      file = w.path();
+      const Undo claim{Undo::Kind::kRmdir, "target/core/fileio_0", "", false};
+      const Undo join{Undo::Kind::kRmdir, "target/core/fileio_0", "", true};
+      if (order == 0) {
+        w.object(claim, false);
+        w.object(join, false);
+      } else {
+        w.object(join, false);
+        w.object(claim, false);
+      }
+      w.object(claim, true);
+    }
+    JournalContents j = read_journal(file);
+    ASSERT_EQ(j.undo.size(), 1u) << order;
+    EXPECT_TRUE(j.undo[0].shared) << order;
+  }
 }
 
 TEST(SharePrDirectory, MadeUnderDbrootWithMode0700) {
