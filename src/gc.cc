@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <set>
 #include <thread>
 
 #include "qemu_lio/backstop.h"
@@ -15,9 +16,6 @@
 #include "qemu_lio/teardown.h"
 
 namespace qemu_lio {
-namespace {
-
-}  // namespace
 
 bool journal_qemu_alive(const JournalContents& j) {
   if (j.owner && process_alive(*j.owner)) return true;
@@ -52,11 +50,19 @@ GcReport collect_garbage(const GcEffects& fx, const std::string& state_dir, cons
   // No journal, no lock: a gc of an unused state directory must not create it.
   std::optional<StateLock> lock;
   if (!list_journals(state_dir).empty()) lock.emplace(state_dir);
-  for (const VmStatus& s : vm_statuses(fx.fs, state_dir)) {
+  const std::vector<VmStatus> all = vm_statuses(fx.fs, state_dir);
+  // A journal kept after a failed teardown can name objects that are gone, and a restart of
+  // the same VM (or another VM of a shared disk) makes them again under the same names: what
+  // a live set records is that set's now, never the stale one's to remove.
+  std::set<std::string> live;
+  for (const VmStatus& s : all)
+    if (s.state != "stale")
+      for (const Undo& u : s.journal.undo) live.insert(u.path);
+  for (const VmStatus& s : all) {
     if (s.state != "stale") continue;
     ++r.sets;
     const JournalContents& j = s.journal;
-    TeardownResult t = teardown_journal_file(fx.fs, j.file, retry, fx.forget);
+    TeardownResult t = teardown_journal_file(fx.fs, j.file, retry, fx.forget, live);
     r.failures += t.failed;
     r.objects_removed += t.present - t.failed;
     r.lines.push_back(fmt::format("{} VM {}: removed {} object(s){}", t.failed ? "partly cleaned" : "cleaned",

@@ -12,11 +12,19 @@
 namespace qemu_lio {
 
 TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, const RetryPolicy& retry,
-                                     const ForgetJournal& forget) noexcept {
+                                     const ForgetJournal& forget, const std::set<std::string>& others) noexcept {
   try {
     JournalLock lock(file);
     if (!lock.still_current()) return {};
-    return teardown_journal(fs, read_journal(file), retry, forget);
+    JournalContents j = read_journal(file);
+    j.undo.erase(std::remove_if(j.undo.begin(), j.undo.end(),
+                                [&](const Undo& u) {
+                                  if (!others.count(u.path)) return false;
+                                  log_verbose(fs.absolute(u.path) + ": a live run records it too: left to that run");
+                                  return true;
+                                }),
+                 j.undo.end());
+    return teardown_journal(fs, j, retry, forget);
   } catch (const std::exception& e) {
     if (::access(file.c_str(), F_OK) != 0) return {};  // torn down by another process
     log_error(e.what());
@@ -59,10 +67,12 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
       std::vector<Undo> failed;
       undo_in_order(fs, group, retry, &failed);
       // A shared object may rightly stay (another VM uses it), and then counts as handed on;
-      // one whose own removal failed is still there for nobody: the journal keeps it.
-      left += count_present(fs, group) +
-              static_cast<int>(std::count_if(failed.begin(), failed.end(),
-                                             [&](const Undo& u) { return u.shared && object_present(fs, u); }));
+      // one whose own removal failed is still there for nobody: the journal keeps it (and it
+      // counts as present before, so that "removed" stays present - left).
+      const int stuck = static_cast<int>(
+          std::count_if(failed.begin(), failed.end(), [&](const Undo& u) { return u.shared && object_present(fs, u); }));
+      present += stuck;
+      left += count_present(fs, group) + stuck;
     } catch (const std::exception& e) {
       log_error(j.file + ": " + e.what());
       broke = true;

@@ -4,6 +4,7 @@
 // the backstop of a run that was killed, and gc all end here.
 
 #include <functional>
+#include <set>
 #include <string>
 
 #include "qemu_lio/configfs.h"
@@ -32,9 +33,11 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
 
 /// teardown_journal for the journal `file`, read and torn down under its JournalLock, so an
 /// attach or detach of the same set is either wholly before or wholly after. A journal
-/// deleted meanwhile (its set already torn down) counts as clean.
+/// deleted meanwhile (its set already torn down) counts as clean. Steps whose path is in
+/// `others` (objects a live run's journal records: gc's view) are not this journal's to undo.
 TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, const RetryPolicy& retry,
-                                     const ForgetJournal& forget = unlink_journal) noexcept;
+                                     const ForgetJournal& forget = unlink_journal,
+                                     const std::set<std::string>& others = {}) noexcept;
 
 /// True if the object `u` removes is in the kernel now (a nexus: while it names one).
 bool object_present(ConfigFs& fs, const Undo& u);

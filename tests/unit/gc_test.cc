@@ -159,6 +159,26 @@ TEST_F(GcTest, ObjectThatWillNotGoKeepsTheJournal) {
   EXPECT_EQ(fs_.snapshot(), initial_);
 }
 
+TEST_F(GcTest, AKeptJournalNeverRemovesWhatARestartOfItsVmMadeAgain) {
+  // A teardown left the journal (an object would not go) and the objects went later; the VM
+  // starts again and makes the same names (its wwn and object names are deterministic).
+  const std::string stale = provision("vm", "/img/a.raw", dead_process());
+  const JournalContents old = read_journal(stale);
+  ASSERT_EQ(teardown_journal(fs_, old, kFastRetry, [](const std::string&) {}).failed, 0);
+  ASSERT_EQ(fs_.snapshot(), initial_);
+  const std::string live = provision("vm", "/img/a.raw", self());
+  ASSERT_EQ(read_journal(live).undo.size(), old.undo.size());
+  for (size_t i = 0; i < old.undo.size(); ++i) ASSERT_EQ(read_journal(live).undo[i].path, old.undo[i].path);
+  const std::string running = fs_.snapshot();
+  GcReport r = collect_garbage(GcEffects::real(fs_), state_, kFastRetry);
+  EXPECT_EQ(r.sets, 1);
+  EXPECT_EQ(r.failures, 0);
+  EXPECT_EQ(r.objects_removed, 0);
+  EXPECT_EQ(fs_.snapshot(), running) << "the running VM keeps its disk";
+  EXPECT_FALSE(file_exists(stale));
+  EXPECT_TRUE(file_exists(live));
+}
+
 TEST_F(GcTest, DryRunTouchesNothingAndSaysWhatItWouldDo) {
   const std::string journal = provision("dead", "/img/a.raw", dead_process());
   const JournalContents j = read_journal(journal);
