@@ -68,8 +68,12 @@ UniqueFd make_memfd_copy(const std::string& text) {
 // --- the four modes -----------------------------------------------------------------------
 
 int dry_run(const LaunchRequest& req, const Prepared& p, ConfigFs& fs) {
-  check_conflicts(p.plan, scan_inventory(fs));
-  std::string script = render_shell_script(p.plan, req.configfs, p.qemu_argv);
+  const Inventory inv = scan_inventory(fs);
+  check_conflicts(p.plan, inv);
+  // As a start would: a share=on disk that another VM serves now is joined, not made.
+  Plan plan = p.plan;
+  join_shared(plan, inv);
+  std::string script = render_shell_script(plan, req.configfs, p.qemu_argv);
   for (size_t c = 0; c < p.readconfig_texts.size(); ++c)
     script += shell_comment(fmt::format("readconfig copy {} (given to QEMU as /dev/fd/{}):\n{}", c,
                                         p.readconfig_fds[c].get(), p.readconfig_texts[c]));

@@ -131,14 +131,25 @@ std::vector<CheckItem> preflight(const std::string& root, const std::string& qem
   return items;
 }
 
+namespace {
+
+std::string trim_right(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The directory the kernel keeps its reservation files under; throws SysError if unreadable.
+std::string read_dbroot(ConfigFs& fs) { return trim_right(fs.read("target/dbroot")); }
+
+}  // namespace
+
 void ensure_pr_directory(ConfigFs& fs) {
   std::string dbroot;
   try {
-    dbroot = fs.read("target/dbroot");
+    dbroot = read_dbroot(fs);
   } catch (const SysError& e) {
     throw Error(fs.absolute("target/dbroot"), "cannot read: " + errno_string(e.err()));
   }
-  while (!dbroot.empty() && (dbroot.back() == '\n' || dbroot.back() == ' ')) dbroot.pop_back();
   if (dbroot.empty() || dbroot[0] != '/') throw Error(fs.absolute("target/dbroot"), "names no absolute directory: '" + dbroot + "'");
   // The kernel's default (/var/target) is not checked to exist; a written value always is.
   for (const auto& [dir, mode] : {std::pair<std::string, mode_t>{dbroot, 0755}, {dbroot + "/pr", 0700}}) {
@@ -150,7 +161,8 @@ void ensure_pr_directory(ConfigFs& fs) {
   }
 }
 
-void remove_stale_pr_file(ConfigFs& fs, const std::string& object, const std::string& serial) noexcept {
+void remove_stale_pr_file(ConfigFs& fs, const std::string& object, const std::string& serial,
+                          const std::function<void(const std::string&)>& remove) noexcept {
   try {
     if (serial.empty() || serial.size() > 128 ||
         serial.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") != std::string::npos)
@@ -165,15 +177,16 @@ void remove_stale_pr_file(ConfigFs& fs, const std::string& object, const std::st
       }
       // "T10 VPD Unit Serial Number: <serial>"
       const size_t colon = s.rfind(": ");
-      std::string own = colon == std::string::npos ? s : s.substr(colon + 2);
-      while (!own.empty() && (own.back() == '\n' || own.back() == ' ')) own.pop_back();
-      if (own == serial) return;  // the file is that object's now
+      if (trim_right(colon == std::string::npos ? s : s.substr(colon + 2)) == serial)
+        return;  // the file is that object's now
     }
-    std::string dbroot = fs.read("target/dbroot");
-    while (!dbroot.empty() && (dbroot.back() == '\n' || dbroot.back() == ' ')) dbroot.pop_back();
+    const std::string dbroot = read_dbroot(fs);
     if (dbroot.empty() || dbroot[0] != '/') return;
     const std::string file = dbroot + "/pr/aptpl_" + serial;
-    if (::unlink(file.c_str()) == 0) log_verbose("removed " + file + ": its shared disk's last VM is gone");
+    if (::access(file.c_str(), F_OK) != 0) return;
+    log_verbose(file + ": its shared disk's last VM is gone");
+    if (remove) remove(file);
+    else ::unlink(file.c_str());
   } catch (const std::exception& e) {
     log_verbose(std::string("persistent reservation file of ") + serial + " left: " + e.what());
   }

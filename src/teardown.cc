@@ -79,7 +79,7 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
     }
   });
   // A share=on disk whose last VM this was leaves the kernel's reservation file behind.
-  for (const auto& [object, serial] : j.shared_disks) remove_stale_pr_file(fs, object, serial);
+  for (const auto& [object, serial] : j.shared_disks) remove_stale_pr_file(fs, object, serial, forget);
   TeardownResult r{present, left};
   if (broke && r.failed == 0) r.failed = 1;
   if (r.failed != 0) return r;

@@ -2,6 +2,7 @@
 // Getting the kernel ready for LIO: configfs mounted, the target and vhost modules loaded.
 // `run` does what it needs itself; `check` explains every missing piece with its fix.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,8 +29,10 @@ void ensure_pr_directory(ConfigFs& fs);
 /// unit serial `serial` is left in `fs`: the kernel writes that file on every PR
 /// registration of a share=on disk and never deletes it, and qemu-lio never restores it
 /// (APTPL is not offered), so after the disk's last VM it is stale. A serial that is not a
-/// plain token is ignored (a journal names it; gc runs this as root). Never throws.
-void remove_stale_pr_file(ConfigFs& fs, const std::string& object, const std::string& serial) noexcept;
+/// plain token is ignored (a journal names it; gc runs this as root). The file goes through
+/// `remove` (gc --dry-run only says so; default: unlink). Never throws.
+void remove_stale_pr_file(ConfigFs& fs, const std::string& object, const std::string& serial,
+                          const std::function<void(const std::string&)>& remove = {}) noexcept;
 
 /// One preflight item.
 struct CheckItem {

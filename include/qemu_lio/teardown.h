@@ -13,7 +13,9 @@
 
 namespace qemu_lio {
 
-/// What happens to a journal once its objects are gone: unlink it, or (gc --dry-run) say so.
+/// What happens to a file of a set once its objects are gone (the journal, a -pidfile or
+/// control socket beside it, the kernel's stale reservation file): unlink it, or (gc
+/// --dry-run) say so.
 using ForgetJournal = std::function<void(const std::string& journal_file)>;
 
 /// Deletes a journal file (and a -pidfile or control socket qemu-lio made for the run in the

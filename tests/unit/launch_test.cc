@@ -16,6 +16,8 @@
 #include "fake_configfs.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/image_spec.h"
+#include "qemu_lio/plan_builder.h"
+#include "qemu_lio/provisioner.h"
 #include "qemu_lio/vhost_caps.h"
 #include "test_support.h"
 
@@ -258,6 +260,27 @@ TEST_F(LaunchTest, DryRunPrintsTheScriptAndTouchesNothing) {
   EXPECT_NE(out.find(dir_ / "a.raw"), std::string::npos) << out;
   // No journal either.
   EXPECT_NE(::access(req.state_dir.c_str(), F_OK), 0);
+}
+
+TEST_F(LaunchTest, DryRunJoinsASharedDiskAnotherVmServes) {
+  FakeConfigFs fs;
+  fs.mkdir("target/vhost");
+  const std::string img = image("s.raw");
+  Provisioner other(fs);
+  other.apply(build_plan("other", {checked_image(img + ",share=on")}));
+  other.release();
+  const std::string before = fs.snapshot();
+  LaunchRequest req = request({img + ",share=on"}, {"qemu-system-x86_64"});
+  req.name = "dry";
+  req.dry_run = true;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(launch(req, fs), 0);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(fs.snapshot(), before);
+  // What a start would do: check the object is there, not make it again.
+  EXPECT_NE(out.find("the shared disk is gone"), std::string::npos) << out;
+  EXPECT_EQ(out.find("mkdir \"$CFS/target/core/$HBA0/qlshared-"), std::string::npos) << out;
+  EXPECT_NE(out.find("/qlshared-"), std::string::npos) << out;
 }
 
 TEST_F(LaunchTest, DryRunRefusesAConflict) {

@@ -157,6 +157,30 @@ TEST_F(ShareTest, TwoVmsLinkOneObjectAndTheLastToLeaveRemovesIt) {
   }
 }
 
+TEST_F(ShareTest, ADryRunGcOnlySaysItWouldDeleteTheStaleReservationFile) {
+  const std::string img = dir_ / "s.raw";
+  write_file(img, 1 << 20);
+  const std::string ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+  fs_.write("target/dbroot", dir_ / "db");
+  ensure_pr_directory(fs_);
+  const std::string aptpl = dir_ / ("db/pr/aptpl_" + plan_for({img + ",share=on"}, "a").disks[0].identity.serial);
+  write_file(aptpl, 10);
+  // The wrapper died after its objects went and before the file did.
+  ASSERT_EQ(teardown_journal(fs_, read_journal(ja), RetryPolicy{}, [](const std::string&) {}).failed, 0);
+  write_file(aptpl, 10);
+  std::vector<std::string> said;
+  auto dry = make_dry_run_configfs(fs_, [&](const std::string& l) { said.push_back(l); });
+  EXPECT_EQ(teardown_journal(*dry, read_journal(ja), RetryPolicy{},
+                             [&](const std::string& f) { said.push_back("would delete " + f); })
+                .failed,
+            0);
+  EXPECT_EQ(::access(aptpl.c_str(), F_OK), 0) << "a dry run deletes nothing";
+  EXPECT_NE(std::find(said.begin(), said.end(), "would delete " + aptpl), said.end());
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), RetryPolicy{}).failed, 0);
+  EXPECT_NE(::access(aptpl.c_str(), F_OK), 0);
+  expect_clean();
+}
+
 TEST_F(ShareTest, MixingSharedAndExclusiveUseIsRefusedInOneLine) {
   const std::string img = dir_ / "s.raw";
   write_file(img, 1 << 20);
