@@ -83,8 +83,10 @@ std::string help_text() {
        "libvirt-xml:  prints the <hostdev> and <metadata> element that give a libvirt domain\n"
        "       the image SPEC as a vhost-scsi disk (its wwpn is derived as for run).\n"
        "attach: adds the image SPEC to the running VM (named as in 'list') as a hot-plugged\n"
-       "       vhost-scsi disk, through the VM's private QMP socket.\n"
-       "detach: unplugs a disk (by device id or image) and removes its LIO objects.\n"
+       "       vhost-scsi disk with a device of its own (no controller=), through the VM's\n"
+       "       private QMP socket.\n"
+       "detach: unplugs a disk (by device id or image) and removes its LIO objects; one LUN\n"
+       "       of a controller with other disks: removes that LUN only, no device_del.\n"
        "libvirt-hook: libvirt's qemu hook (installed as /etc/libvirt/hooks/qemu.d/qemu-lio):\n"
        "       provisions a domain's <lio:disk>s on prepare, tears them down on release.\n\n"
     << run_options(o) << "\n" << common_options(o, f)

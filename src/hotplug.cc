@@ -199,6 +199,12 @@ static bool shares_target(const JournalContents& j, const JournalContents::Image
 int attach_command(const RunOptions& opts, ConfigFs& fs) {
   const std::string& vm = opts.args.at(0);
   ImageSpec spec = parse_image_spec(opts.args.at(1));
+  // QEMU 7.2's vhost-scsi cannot announce a new LUN to a running guest, so no disk can join
+  // a controller while the VM runs, and one of a controller's own would be its only disk.
+  if (spec.controller)
+    throw UsageError("controller " + *spec.controller,
+                     "a disk attached to a running VM gets a device of its own (QEMU's vhost-scsi cannot announce "
+                     "a new LUN on a running controller); leave controller= out");
   if (opts.device_id) {
     check_token("--id", *opts.device_id);
     spec.id = *opts.device_id;
@@ -220,13 +226,8 @@ int attach_command(const RunOptions& opts, ConfigFs& fs) {
   Plan plan = build_plan(j.vm_name, {img}, j.disks_ever);
   DiskPlan& d = plan.disks.front();
   if (!d.spec.id) d.spec.id = fmt::format("qemu-lio-disk{}", j.disks_ever);
-  for (const auto& other : j.images) {
+  for (const auto& other : j.images)
     if (other.device_id == *d.spec.id) throw Error(*d.spec.id, "the VM already has a disk with this id");
-    if (d.spec.controller && other.wwn == d.identity.wwn)
-      throw Error("controller " + *d.spec.controller,
-                  "is a running controller of VM " + vm + ": a disk cannot join it (QEMU's vhost-scsi cannot "
-                  "announce a new LUN to the guest); name a new controller, or none");
-  }
   const Inventory inv = scan_inventory(fs);
   check_conflicts(plan, inv);
   join_shared(plan, inv);

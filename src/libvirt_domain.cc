@@ -127,6 +127,10 @@ std::string libvirt_xml_for(const std::string& file, const ImageSpec& spec, cons
     throw UsageError("image " + spec.path,
                      "bootindex, num-queues, max-sectors, id, bus, addr and controller are QEMU's device keys: "
                      "with libvirt, set them on the <hostdev> (<boot order>, <address>; one <hostdev> per disk)");
+  if (spec.share)
+    throw UsageError("image " + spec.path,
+                     "share=on is not offered through libvirt's hook (its <lio:disk> has no share key); run the "
+                     "cluster's VMs with qemu-lio directly");
   pugi::xml_document doc;
   doc.append_child(pugi::node_comment).set_value(" in <devices>: ");
   pugi::xml_node h = doc.append_child("hostdev");

@@ -139,7 +139,8 @@ void merge_device_keys(DiskPlan& first, const DiskPlan& d) {
     throw UsageError(obj, fmt::format("bootindex: only the first disk of {} (its LUN 0) can boot: QEMU's "
                                       "boot path names LUN 0 of the boot TPG",
                                       ctl));
-  auto merge = [&](const char* key, std::optional<std::string>& have, const std::optional<std::string>& want) {
+  // A key that one disk gives applies to the controller; two that differ are refused.
+  auto merge = [&](const char* key, auto& have, const auto& want) {
     if (!want) return;
     if (have && *have != *want)
       throw UsageError(obj, fmt::format("{} '{}' differs from '{}' of an earlier disk of {}: a controller is "
@@ -147,12 +148,7 @@ void merge_device_keys(DiskPlan& first, const DiskPlan& d) {
                                         key, *want, *have, ctl));
     have = want;
   };
-  auto as_text = [](const std::optional<int>& v) {
-    return v ? std::optional<std::string>(std::to_string(*v)) : std::nullopt;
-  };
-  std::optional<std::string> queues = as_text(first.spec.num_queues);
-  merge("num-queues", queues, as_text(d.spec.num_queues));
-  if (queues) first.spec.num_queues = std::stoi(*queues);
+  merge("num-queues", first.spec.num_queues, d.spec.num_queues);
   merge("bus", first.spec.bus, d.spec.bus);
   merge("addr", first.spec.addr, d.spec.addr);
   if (d.spec.max_sectors != first.spec.max_sectors)
@@ -228,8 +224,14 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
   // keys go to the first.
   std::vector<std::vector<size_t>> targets;
   std::map<std::string, size_t> target_of;  // controller name -> index in targets
+  std::map<std::string, size_t> disk_of_id;  // id= -> disk: detach finds a disk by it
   for (size_t i = 0; i < plan.disks.size(); ++i) {
     DiskPlan& d = plan.disks[i];
+    if (d.spec.id) {
+      auto [at, fresh] = disk_of_id.emplace(*d.spec.id, i);
+      if (!fresh)
+        throw UsageError("id " + *d.spec.id, fmt::format("is given to two disks (disk {} and disk {})", at->second, i));
+    }
     if (d.controller.empty()) {
       targets.push_back({i});
       continue;
@@ -348,6 +350,12 @@ void check_conflicts(const Plan& plan, const Inventory& inv) {
       const Backstore& b = inv.backstores[k];
       if (!(backstore_keys[k] == disk_keys[i])) continue;
       if (d.spec.share) {
+        if (is_shared_export(b) && b.name != d.so_name)
+          // A block device's object is named after its /dev/disk/by-* name when it is given
+          // by one: another VM named the same device another way.
+          throw Error(obj, fmt::format("is shared by other VMs through LIO backstore {} under another name of the "
+                                       "image; give the image by the same path in every VM",
+                                       b.path()));
         if (b.name != d.so_name)
           throw Error(obj, fmt::format("already exported by LIO backstore {} for one VM; every VM of a shared "
                                        "disk must give share=on",

@@ -313,7 +313,13 @@ void Provisioner::run_op(const Op& raw, Bindings& own) {
       case Op::Kind::kWrite: fs_.write(op.path, op.value); break;
       case Op::Kind::kExpect: {
         std::string got = trim(fs_.read(op.path));
-        if (got.find(op.value) == std::string::npos) {
+        // Another VM's setting must be the same value, not one that contains it ("1" in "16").
+        const bool same = op.shared ? field_of(got, op.value) == op.value ||
+                                          (got.size() > op.value.size() + 2 &&
+                                           got.compare(got.size() - op.value.size() - 2, std::string::npos,
+                                                       ": " + op.value) == 0)
+                                    : got.find(op.value) != std::string::npos;
+        if (!same) {
           // On a shared disk's object the reading is what another VM set up, not a setting
           // this run wrote.
           if (op.shared)

@@ -142,6 +142,12 @@ TEST(Controller, DisagreeingDeviceKeysAreRefusedNamingTheKey) {
   EXPECT_NE(usage_error_of([] { plan_for({"/img/a.raw,controller=c0", "/img/b.raw,controller=c0,max-sectors=2048"}); })
                 .find("max-sectors 2048 differs from 16384"),
             std::string::npos);
+  // detach finds a disk by its id: two disks with one id would leave it guessing.
+  EXPECT_NE(usage_error_of([] { plan_for({"/img/a.raw,controller=c0,id=x", "/img/b.raw,controller=c0,id=x"}); })
+                .find("id x: is given to two disks (disk 0 and disk 1)"),
+            std::string::npos);
+  EXPECT_NE(usage_error_of([] { plan_for({"/img/a.raw,id=x", "/img/b.raw,id=x"}); }).find("two disks"),
+            std::string::npos);
   usage_error_of([] { parse_image_spec("/img/a.raw,controller=a,b"); }, "',' splits the spec: 'b' is no key");
   EXPECT_NE(usage_error_of([] { parse_image_spec("/img/a.raw,controller=a/b"); }).find("image key controller"),
             std::string::npos);

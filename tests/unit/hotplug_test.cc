@@ -11,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "fake_configfs.h"
 #include "qemu_lio/cli.h"
 #include "qemu_lio/config_file.h"
 #include "qemu_lio/control_socket.h"
@@ -252,6 +253,17 @@ TEST(HotplugCli, AttachAndDetachTakeTwoWordsAndTheirOptions) {
   EXPECT_EQ(r.run.hotplug_ports, 4);
   EXPECT_NE(usage_error_of([] { parse_command_line({"--hotplug-ports", "17", "--", "qemu"}); }).find("0 to 16"),
             std::string::npos);
+}
+
+TEST(HotplugCli, AttachTakesNoControllerBeforeTouchingAnything) {
+  // QEMU 7.2's vhost-scsi cannot announce a new LUN to a running guest: no disk joins a
+  // controller while the VM runs, whatever wwn the controller has.
+  FakeConfigFs fs;
+  const std::string before = fs.snapshot();
+  Command a = parse_command_line({"attach", "vm", "/i.img,controller=c0,wwn=naa.5001405aaaaaaaaa"});
+  EXPECT_NE(usage_error_of([&] { attach_command(a.run, fs); }, "controller c0").find("running controller"),
+            std::string::npos);
+  EXPECT_EQ(fs.snapshot(), before);
 }
 
 TEST(HotplugPorts, OnlyQ35GetsThemWithChassisFromTheTop) {

@@ -111,6 +111,8 @@ TEST(LibvirtDomain, SnippetRoundTripsThroughTheParser) {
   EXPECT_EQ(d->disks[0].cache, CacheMode::kNone);
   EXPECT_FALSE(d->disks[0].discard);
   EXPECT_THROW(libvirt_xml_for("/img/a.raw", parse_image_spec("/img/a.raw,bootindex=1"), kWwpn), UsageError);
+  // <lio:disk> has no share key: the XML must not quietly make an exclusive disk of it.
+  EXPECT_THROW(libvirt_xml_for("/img/a.raw", parse_image_spec("/img/a.raw,share=on"), kWwpn), UsageError);
 }
 
 TEST(LibvirtCli, HookTakesLibvirtsWordsVerbatim) {

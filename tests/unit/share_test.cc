@@ -216,6 +216,31 @@ TEST_F(ShareTest, AJoinerWithOtherSettingsIsRefusedAndLeavesTheFirstVmWhole) {
   expect_clean();
 }
 
+TEST_F(ShareTest, AJoinersSettingMustBeTheSameValueNotAPartOfIt) {
+  const std::string img = dir_ / "s.raw";
+  write_file(img, 1 << 20);
+  const std::string ja = start_vm(fs_, dir_, "a", {img + ",share=on,serial=abc123"}, 11);
+  const std::string err = error_of([&] { start_vm(fs_, dir_, "b", {img + ",share=on,serial=abc12"}, 12); });
+  EXPECT_NE(err.find("(expected 'abc12', it has"), std::string::npos) << err;
+  const std::string jb = start_vm(fs_, dir_, "b", {img + ",share=on,serial=abc123"}, 12);
+  EXPECT_EQ(teardown_journal(fs_, read_journal(jb), RetryPolicy{}).failed, 0);
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), RetryPolicy{}).failed, 0);
+  expect_clean();
+}
+
+TEST_F(ShareTest, TheSameImageSharedUnderAnotherNameIsRefusedNamingTheCause) {
+  // Another VM gave the block device by its /dev/disk/by-* name (the object is named after
+  // that), this one by another path: joining would need the same name.
+  const std::string img = dir_ / "s.raw";
+  write_file(img, 1 << 20);
+  Inventory inv;
+  inv.backstores.push_back({"iblock_0", std::string(kSharedObjectPrefix) + "0000000000000000", img});
+  const std::string err = error_of([&] { check_conflicts(plan_for({img + ",share=on"}, "b"), inv); });
+  EXPECT_NE(err.find("under another name of the image; give the image by the same path in every VM"),
+            std::string::npos)
+      << err;
+}
+
 TEST_F(ShareTest, DetachOfOneVmsSharedDiskKeepsTheObjectForTheOther) {
   const std::string img = dir_ / "s.raw";
   write_file(img, 1 << 20);

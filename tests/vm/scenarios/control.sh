@@ -244,7 +244,7 @@ G
   bs3=$(backstore_of ctl "${imgs[3]}")
   assert_exists "$T/$bs3"
 
-  expect_error 1 "running controller" -- qlio attach ctl "$WORK/c-late.img,controller=c0"
+  expect_error 2 "running controller" -- qlio attach ctl "$WORK/c-late.img,controller=c0"
   out=$(qlio detach ctl "${imgs[3]}" 2>&1) || { echo "$out"; show_tail "$log"; fail "detach of LUN 3 failed"; }
   echo "  $out"
   echo "$out" | grep -q 'LUN 3 of' || fail "detach does not name the LUN: $out"
