@@ -56,37 +56,52 @@ ProvisionedRun::~ProvisionedRun() {
 
 void ProvisionedRun::provision(const Plan& checked) {
   StateLock lock(state_dir_);
-  const Inventory inv = scan_inventory(fs_);
-  check_conflicts(checked, inv);
-  // A share=on disk another VM already serves is joined, not made again.
-  Plan plan = checked;
-  join_shared(plan, inv);
-  // The backstop started in the constructor; under TCG its double fork took as long as the
-  // lock and the scan above, which now run beside it. Nothing is recorded or made before it
-  // has recorded itself.
-  backstop_ready();
-  for (const DiskPlan& d : plan.disks) {
-    journal_.image(d.info.canonical_path, d.identity.wwn, d.lun);
-    if (d.spec.id) journal_.device(d.identity.wwn, *d.spec.id, d.lun);  // detach can name it
-  }
-  Provisioner prov(fs_);
-  prov.set_observer([this](const Undo& u, bool cancelled) { journal_.object(u, cancelled); });
-  prov.apply(plan);  // rolls back what it made if it throws
-  if (std::any_of(plan.disks.begin(), plan.disks.end(), [](const DiskPlan& d) { return d.spec.share; })) {
-    try {
-      ensure_pr_directory(fs_);  // the guests' PR REGISTER fails without it
-      for (const DiskPlan& d : plan.disks)
-        if (d.spec.share) journal_.shared_disk(d.so_name, d.identity.serial);
-    } catch (...) {
-      prov.teardown();
-      throw;
+  // A share=on disk's last other VM can leave between the scan and the join; the objects of
+  // the attempt are rolled back, and the next one makes the disk anew. Its teardown is
+  // already past the object then, so one more attempt suffices; the third is spare.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    const Inventory inv = scan_inventory(fs_);
+    check_conflicts(checked, inv);
+    // A share=on disk another VM already serves is joined, not made again.
+    Plan plan = checked;
+    join_shared(plan, inv);
+    if (attempt == 1) {
+      // The backstop started in the constructor; under TCG its double fork took as long as
+      // the lock and the scan above, which now run beside it. Nothing is recorded or made
+      // before it has recorded itself.
+      backstop_ready();
+      for (const DiskPlan& d : plan.disks) {
+        journal_.image(d.info.canonical_path, d.identity.wwn, d.lun);
+        if (d.spec.id) journal_.device(d.identity.wwn, *d.spec.id, d.lun);  // detach can name it
+      }
     }
+    Provisioner prov(fs_);
+    prov.set_observer([this](const Undo& u, bool cancelled) { journal_.object(u, cancelled); });
+    try {
+      prov.apply(plan);  // rolls back what it made if it throws
+    } catch (const SharedDiskGone& e) {
+      if (attempt == kAttempts) throw;
+      log_verbose(std::string(e.what()) + ": starting the disks again");
+      continue;
+    }
+    if (std::any_of(plan.disks.begin(), plan.disks.end(), [](const DiskPlan& d) { return d.spec.share; })) {
+      try {
+        ensure_pr_directory(fs_);  // the guests' PR REGISTER fails without it
+        for (const DiskPlan& d : plan.disks)
+          if (d.spec.share) journal_.shared_disk(d.so_name, d.identity.serial);
+      } catch (...) {
+        prov.teardown();
+        throw;
+      }
+    }
+    // From here the journal alone owns the objects: teardown reads it back.
+    prov.release();
+    journal_.ready();
+    for (const DiskPlan& d : plan.disks)
+      log_verbose(fmt::format("{} -> {}", d.info.canonical_path, d.identity.wwn));
+    return;
   }
-  // From here the journal alone owns the objects: teardown reads it back.
-  prov.release();
-  journal_.ready();
-  for (const DiskPlan& d : plan.disks)
-    log_verbose(fmt::format("{} -> {}", d.info.canonical_path, d.identity.wwn));
 }
 
 void ProvisionedRun::record_qemu_in_child() { journal_.owner(self_identity()); }

@@ -307,8 +307,8 @@ void Provisioner::run_op(const Op& raw, Bindings& own) {
         // Checked under the state lock a moment ago; only a teardown of the shared disk's
         // last other VM can have removed it since (it takes no state lock).
         if (!fs_.exists(op.path))
-          throw Error(fs_.absolute(op.path), "the shared disk's object is gone (its last other VM left "
-                                             "meanwhile); start again");
+          throw SharedDiskGone(fs_.absolute(op.path), "the shared disk's object is gone (its last other VM left "
+                                                      "meanwhile); start again");
         break;
       case Op::Kind::kWrite: fs_.write(op.path, op.value); break;
       case Op::Kind::kExpect: {
@@ -341,6 +341,20 @@ void Provisioner::run_op(const Op& raw, Bindings& own) {
         break;
       }
     }
+  } catch (const SysError& e) {
+    if (undo) announce(*undo, true);
+    // The object this run joined went between its check and this step (a read-back or the
+    // LUN's link got ENOENT).
+    if (e.err() == ENOENT)
+      for (const std::string* p : {&op.path, &op.value}) {
+        const size_t at = p->find("/" + layout::kSharedObjectPrefix);
+        if (at == std::string::npos || p->rfind(layout::kCore + "/", 0) != 0) continue;  // a LUN's link is named so too
+        const std::string so = p->substr(0, p->find('/', at + 1));
+        if (!fs_.exists(so))
+          throw SharedDiskGone(fs_.absolute(so), "the shared disk's object is gone (its last other VM left "
+                                                 "meanwhile); start again");
+      }
+    throw;
   } catch (...) {
     if (undo) announce(*undo, true);
     throw;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qemu_lio/configfs.h"
+#include "qemu_lio/error.h"
 #include "qemu_lio/plan.h"
 
 namespace qemu_lio {
@@ -28,6 +29,14 @@ struct RetryPolicy {
 /// journal hooks in here. With several disks it is called from several threads at once
 /// (one per disk, each disk's calls in order), so it must be thread-safe.
 using UndoObserver = std::function<void(const Undo& undo, bool cancelled)>;
+
+/// A share=on disk's object (or its HBA) that the run joins went away before its LUN linked
+/// it: the disk's last other VM left meanwhile (its teardown takes no state lock). Thrown by
+/// apply after the rollback; a fresh plan makes the object anew.
+class SharedDiskGone : public Error {
+ public:
+  using Error::Error;
+};
 
 /// Owns the objects created in the kernel. The destructor rolls back anything not torn
 /// down explicitly, so an exception between apply() and teardown() leaks nothing.

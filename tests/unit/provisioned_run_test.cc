@@ -14,7 +14,9 @@
 
 #include "fake_configfs.h"
 #include "qemu_lio/journal.h"
+#include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/plan_builder.h"
+#include "qemu_lio/provisioner.h"
 #include "qemu_lio/teardown.h"
 #include "test_support.h"
 
@@ -164,6 +166,33 @@ TEST_F(ProvisionedRunTest, RecordQemuInChildNamesTheCaller) {
   EXPECT_EQ(*j.owner, identify_process(::getpid()).value());
   EXPECT_EQ(run->finish(), 0);
   EXPECT_FALSE(file_exists(run->journal_path()));
+}
+
+TEST_F(ProvisionedRunTest, ASharedDiskWhoseLastOtherVmLeavesMidJoinIsMadeAnew) {
+  // The other VM's teardown takes no state lock: its object can go between our scan and our
+  // LUN's link (symlink: ENOENT), or while we read its settings back (read: ENOENT).
+  write_file(dir_ / "s.raw", 1 << 20);
+  const std::string spec = dir_ / "s.raw,share=on";
+  for (FsOp when : {FsOp::kSymlink, FsOp::kRead}) {
+    SCOPED_TRACE(to_string(when));
+    auto other = std::make_unique<Provisioner>(fs_);
+    other->apply(build_plan("other", {checked_image(spec)}));
+    const Plan mine = build_plan("vm", {checked_image(spec)});
+    const DiskPlan& d = mine.disks.at(0);
+    const std::string hba = other->bindings().begin()->second;
+    const std::string path = when == FsOp::kSymlink ? layout::lun_link(d.identity.wwn, 1, 0, d.so_name)
+                                                    : layout::storage_object(hba, d.so_name) + "/wwn/vpd_unit_serial";
+    fs_.before(when, path, [&] { EXPECT_EQ(other->teardown(), 0); });
+    auto run = start();
+    run->provision(mine);
+    const JournalContents j = read_journal(run->journal_path());
+    ASSERT_EQ(j.images.size(), 1u) << "one image record, whatever the attempts";
+    EXPECT_TRUE(fs_.exists("target/" + j.images[0].backstore)) << "made anew";
+    EXPECT_TRUE(fs_.is_link(layout::lun_link(d.identity.wwn, 1, 0, d.so_name)));
+    run->qemu_started();
+    EXPECT_EQ(run->finish(), 0);
+    EXPECT_EQ(fs_.snapshot(), initial_);
+  }
 }
 
 TEST_F(ProvisionedRunTest, ConflictThrowsAndLeavesNothing) {
