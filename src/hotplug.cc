@@ -85,7 +85,7 @@ int record_gone(ConfigFs& fs, JournalWriter& journal, const std::vector<Undo>& m
   int left = 0;
   for (const Undo& u : made) {
     // A shared object that another VM still uses is no longer this VM's either.
-    if (!u.shared && object_present(fs, u)) ++left;
+    if (still_ours(fs, u)) ++left;
     else journal.object(u, true);
   }
   if (left == 0) journal.detach(wwn, lun);
@@ -166,14 +166,16 @@ std::optional<std::string> free_hotplug_port(const Json& query_pci) {
   return found;
 }
 
+// Another disk of the VM is a LUN of the same controller.
+static bool shares_target(const JournalContents& j, const std::string& wwn, int lun) {
+  return std::any_of(j.images.begin(), j.images.end(), [&](const auto& o) { return o.wwn == wwn && o.lun != lun; });
+}
+
 std::vector<Undo> disk_undo_steps(const JournalContents& j, const std::string& wwn, int lun) {
   std::string hba;
-  bool shared_target = false;  // another disk of the VM is a LUN of the same controller
-  for (const auto& img : j.images) {
-    if (img.wwn != wwn) continue;
-    if (img.lun != lun) shared_target = true;
-    else if (!img.backstore.empty()) hba = layout::parse("target/" + img.backstore).hba;
-  }
+  for (const auto& img : j.images)
+    if (img.wwn == wwn && img.lun == lun && !img.backstore.empty()) hba = layout::parse("target/" + img.backstore).hba;
+  const bool shared_target = shares_target(j, wwn, lun);
   std::vector<Undo> out;
   using K = layout::Parsed::Kind;
   for (const Undo& u : j.undo) {
@@ -188,12 +190,6 @@ std::vector<Undo> disk_undo_steps(const JournalContents& j, const std::string& w
     if (backstore || target) out.push_back(u);
   }
   return out;
-}
-
-// Another disk of the VM is a LUN of the same controller.
-static bool shares_target(const JournalContents& j, const JournalContents::Image& img) {
-  return std::any_of(j.images.begin(), j.images.end(),
-                     [&](const auto& o) { return o.wwn == img.wwn && o.lun != img.lun; });
 }
 
 int attach_command(const RunOptions& opts, ConfigFs& fs) {
@@ -334,7 +330,7 @@ int detach_command(const RunOptions& opts, ConfigFs& fs) {
   if (!img) throw Error(which, "is neither the id nor the image of a disk of VM " + vm + " (see 'qemu-lio list')");
 
   // A disk on a controller that keeps other disks leaves without its device: only its LUN goes.
-  const bool lun_only = shares_target(j, *img);
+  const bool lun_only = shares_target(j, img->wwn, img->lun);
   if (!lun_only) {
     QmpClient qmp(j.control_socket, vm, timeout_of(opts));
     const std::string path = device_path(qmp, *img);
@@ -381,10 +377,7 @@ int detach_command(const RunOptions& opts, ConfigFs& fs) {
                                    "its exit and 'qemu-lio gc'",
                                    failed),
                 exit_code::kTeardownFailed);
-  for (const auto& [object, serial] : j.shared_disks)
-    if (img->backstore.size() > object.size() &&
-        img->backstore.compare(img->backstore.size() - object.size() - 1, std::string::npos, "/" + object) == 0)
-      remove_stale_pr_file(fs, object, serial);
+  if (!img->backstore.empty()) remove_stale_pr_files(fs, j, unlink_journal, img->backstore);
   JournalWriter journal(j.file);
   record_gone(fs, journal, steps, img->wwn, img->lun);
   if (lun_only) {

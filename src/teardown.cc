@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/error.h"
 #include "qemu_lio/lio_setup.h"
 #include "qemu_lio/log.h"
@@ -43,11 +44,17 @@ bool object_present(ConfigFs& fs, const Undo& u) {
   return fs.exists(u.path);
 }
 
+bool still_ours(ConfigFs& fs, const Undo& u) { return !u.shared && object_present(fs, u); }
+
 int count_present(ConfigFs& fs, const std::vector<Undo>& steps) {
-  int n = 0;
-  for (const Undo& u : steps)
-    if (!u.shared && object_present(fs, u)) ++n;
-  return n;
+  return static_cast<int>(std::count_if(steps.begin(), steps.end(), [&](const Undo& u) { return still_ours(fs, u); }));
+}
+
+void remove_stale_pr_files(ConfigFs& fs, const JournalContents& j, const ForgetJournal& remove,
+                           const std::string& backstore) {
+  const std::string only = backstore.empty() ? "" : layout::parse("target/" + backstore).object;
+  for (const auto& [object, serial] : j.shared_disks)
+    if (backstore.empty() || object == only) remove_stale_pr_file(fs, object, serial, remove);
 }
 
 void unlink_journal(const std::string& journal_file) {
@@ -79,7 +86,7 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
     }
   });
   // A share=on disk whose last VM this was leaves the kernel's reservation file behind.
-  for (const auto& [object, serial] : j.shared_disks) remove_stale_pr_file(fs, object, serial, forget);
+  remove_stale_pr_files(fs, j, forget);
   TeardownResult r{present, left};
   if (broke && r.failed == 0) r.failed = 1;
   if (r.failed != 0) return r;

@@ -44,8 +44,16 @@ TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, cons
 /// True if the object `u` removes is in the kernel now (a nexus: while it names one).
 bool object_present(ConfigFs& fs, const Undo& u);
 
-/// How many of `steps` name an object that still exists, leaving out the shared ones (a
-/// share=on disk's object and HBA stay, rightly, while another VM uses them).
+/// True if `u`'s object still exists and is this set's to remove: a share=on disk's object
+/// and HBA stay, rightly, while another VM uses them, and are not counted.
+bool still_ours(ConfigFs& fs, const Undo& u);
+
+/// How many of `steps` are still_ours.
 int count_present(ConfigFs& fs, const std::vector<Undo>& steps);
+
+/// The kernel's stale reservation files of the journal's share=on disks (remove_stale_pr_file),
+/// through `remove`; with `backstore` ("core/<hba>/<object>"), only that disk's.
+void remove_stale_pr_files(ConfigFs& fs, const JournalContents& j, const ForgetJournal& remove,
+                           const std::string& backstore = "");
 
 }  // namespace qemu_lio
