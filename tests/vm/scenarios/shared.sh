@@ -260,7 +260,68 @@ scenario_controller_boot() {
   assert_eq "$before" "$(configfs_snapshot)" "configfs clean after the boot VM"
 }
 
+# The journal and gc around shared disks, without guests:
+#  - a VM whose private disk's HBA claim tries the shared object's HBA (fileio_0, EEXIST)
+#    while its shared disk joins that HBA leaves cleanly while the other VM runs: its
+#    journal keeps the HBA as shared, whatever order the two disks' records took;
+#  - gc of a journal kept from an earlier run of a VM never removes what the running VM of
+#    that name made again under the same names;
+#  - gc --dry-run only says it would delete the kernel's stale reservation file; gc does.
+scenario_shared_journal() {
+  local img=$WORK/j.img priv=$WORK/j-priv.img before a b i so snap out j db f serial=qlio-scenario-orphan
+  pattern_image "$img" 61
+  pattern_image "$priv" 62
+  before=$(configfs_snapshot)
+  start_standin ja "$img,share=on"; a=$STANDIN_PID
+  so=$(shared_objects "$img")
+  echo "  the shared object: $so"
+  for i in 1 2 3 4; do
+    start_standin jb "$priv" "$img,share=on"; b=$STANDIN_PID
+    grep -q "^share rmdir target/core/${so#core/}" "$STATE_DIR"/jb.*.journal || fail "no share mark for the object"
+    kill -TERM "$(cat "$WORK/jb.qpid")"
+    wait "$b" || { show_tail "$WORK/jb.log"; fail "run $i: the VM with a private and a shared disk exited $?"; }
+    assert_eq "" "$(ls "$STATE_DIR" | grep '^jb\.')" "run $i: its journal is gone"
+    assert_exists "$T/$so"
+  done
+
+  start_standin jr "$priv"; b=$STANDIN_PID
+  j=$(ls "$STATE_DIR"/jr.*.journal)
+  # The same VM's journal from an earlier run, kept after a failed teardown: its processes
+  # are gone, and it names the objects the running VM has made again.
+  (umask 077; sed -e 's/^wrapper .*/wrapper 999999 1/' -e 's/^backstop .*/backstop 999999 1/' \
+    -e 's/^owner .*/owner 999999 1/' "$j" > "$STATE_DIR/jr.999999.journal")
+  snap=$(configfs_snapshot)
+  out=$(qlio gc) || fail "gc failed: $out"
+  echo "$out" | sed 's/^/  gc: /'
+  grep -q "cleaned VM jr: removed 0 object(s)" <<<"$out" || fail "gc did not say it removed nothing"
+  assert_eq "$snap" "$(configfs_snapshot)" "gc left the running VM's disk alone"
+  assert_absent "$STATE_DIR/jr.999999.journal"
+  assert_eq active "$(vm_field jr 'vm["state"]')" "the running VM is whole"
+  kill -TERM "$(cat "$WORK/jr.qpid")"
+  wait "$b" || fail "jr did not exit cleanly"
+
+  db=$(cat "$T/dbroot")
+  mkdir -p "$db/pr"
+  f=$db/pr/aptpl_$serial
+  echo stale > "$f"
+  (umask 077; printf 'qemu-lio-journal 1\nvm orphan\nwrapper 999999 1\nshared %s %s\nready\n' \
+    qlshared-00000000deadbeef "$serial" > "$STATE_DIR/orphan.999999.journal")
+  out=$(qlio gc --dry-run) || fail "gc --dry-run failed: $out"
+  grep -q "would delete $f" <<<"$out" || fail "gc --dry-run does not name $f: $out"
+  assert_exists "$f"
+  assert_exists "$STATE_DIR/orphan.999999.journal"
+  qlio gc >/dev/null || fail "gc failed"
+  assert_absent "$f"
+  assert_absent "$STATE_DIR/orphan.999999.journal"
+
+  kill -TERM "$(cat "$WORK/ja.qpid")"
+  wait "$a" || fail "ja did not exit cleanly"
+  assert_eq "$before" "$(configfs_snapshot)" "configfs clean after the journal scenario"
+  assert_eq "" "$(leftovers)" "no journal left"
+}
+
 scenario shared-lifecycle scenario_shared_lifecycle
+scenario shared-journal scenario_shared_journal
 scenario shared-pr scenario_shared_pr
 scenario controller-boot scenario_controller_boot
 scenarios_summary
