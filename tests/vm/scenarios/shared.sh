@@ -280,7 +280,7 @@ scenario_shared_journal() {
     grep -q "^share rmdir target/core/${so#core/}" "$STATE_DIR"/jb.*.journal || fail "no share mark for the object"
     kill -TERM "$(cat "$WORK/jb.qpid")"
     wait "$b" || { show_tail "$WORK/jb.log"; fail "run $i: the VM with a private and a shared disk exited $?"; }
-    assert_eq "" "$(ls "$STATE_DIR" | grep '^jb\.')" "run $i: its journal is gone"
+    assert_eq "" "$(ls "$STATE_DIR" | awk '/^jb\./')" "run $i: its journal is gone"
     assert_exists "$T/$so"
   done
 
