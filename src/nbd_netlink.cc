@@ -120,7 +120,7 @@ NbdNetlink::NbdNetlink(const std::string& object) : object_(object) {
   fd_ = UniqueFd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC));
   if (fd_.get() < 0) throw Error(object_, "cannot open a generic netlink socket: " + errno_string(errno));
   const uint32_t seq = seq_++;
-  const nbd_genl::Reply r = transact(nbd_genl::get_family(seq), seq, "looking up the nbd netlink family");
+  const nbd_genl::Reply r = transact(nbd_genl::get_family(seq), seq, "looking up the nbd netlink family", ENOENT);
   if (!r.family)
     throw Error(object_, "the kernel has no nbd netlink family: load the nbd module (Linux 4.12 or later)");
   family_ = *r.family;
@@ -138,7 +138,8 @@ void NbdNetlink::disconnect(uint32_t index) {
   transact(nbd_genl::disconnect(family_, seq, index), seq, fmt::format("disconnecting nbd{}", index));
 }
 
-nbd_genl::Reply NbdNetlink::transact(const std::string& message, uint32_t seq, const std::string& what) {
+nbd_genl::Reply NbdNetlink::transact(const std::string& message, uint32_t seq, const std::string& what,
+                                     int tolerated) {
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (::sendto(fd_.get(), message.data(), message.size(), 0, reinterpret_cast<const sockaddr*>(&kernel),
@@ -160,7 +161,7 @@ nbd_genl::Reply NbdNetlink::transact(const std::string& message, uint32_t seq, c
     if (r.family) out.family = r.family;
     if (r.index) out.index = r.index;
     if (r.error) {
-      if (*r.error != 0) throw Error(object_, what + ": " + errno_string(-*r.error));
+      if (*r.error != 0 && -*r.error != tolerated) throw Error(object_, what + ": " + errno_string(-*r.error));
       return out;  // the ack ends the exchange
     }
   }

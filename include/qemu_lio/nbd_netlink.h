@@ -59,7 +59,9 @@ class NbdNetlink {
   void disconnect(uint32_t index);
 
  private:
-  nbd_genl::Reply transact(const std::string& message, uint32_t seq, const std::string& what);
+  // Sends `message` and reads up to the kernel's ack; throws Error on an errno other than
+  // `tolerated` (which ends the exchange like an ack).
+  nbd_genl::Reply transact(const std::string& message, uint32_t seq, const std::string& what, int tolerated = 0);
 
   std::string object_;
   UniqueFd fd_;

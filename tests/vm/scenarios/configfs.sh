@@ -259,6 +259,48 @@ scenario_check() {
   grep -q '^FAIL  /nonexistent/qemu offers vhost-scsi-pci: .*not found' "$WORK/check2" || fail "no fix named: $(cat "$WORK/check2")"
 }
 
+# Issue 12's groundwork against the real kernel and qemu-storage-daemon: the library's NBD
+# handshake and generic netlink client (driven by qemu-lio-nbd-probe) connect an export to
+# a kernel-chosen /dev/nbdN with qemu-lio's backend identifier, the guest-side bytes go both
+# ways, a refused export is one line and connects nothing, and DISCONNECT frees the device.
+scenario_nbd_netlink() {
+  local img=$IMG/nbd.img sock=$WORK/nbd.sock qsd idx rc=0 out
+  [ -x "${NBD_PROBE:-}" ] || fail "NBD_PROBE is not the test's qemu-lio-nbd-probe"
+  if [ ! -d /sys/module/nbd ]; then
+    modprobe nbd nbds_max=0 max_part=0 || fail "the VM kernel has no nbd module"
+  fi
+  truncate -s 32M "$img"
+  printf 'QEMU-LIO-DISK-77' | dd of="$img" conv=notrunc status=none
+  qemu-storage-daemon --blockdev "driver=file,node-name=f0,filename=$img" \
+    --nbd-server "addr.type=unix,addr.path=$sock" \
+    --export type=nbd,id=e0,node-name=f0,name=e0,writable=on > "$WORK/qsd.log" 2>&1 &
+  qsd=$!
+  wait_for 60 test -S "$sock" || { cat "$WORK/qsd.log"; fail "qemu-storage-daemon did not listen"; }
+
+  out=$("$NBD_PROBE" connect "$sock" nope qemu-lio:test:9 2>&1) || rc=$?
+  echo "  wrong export -> $rc: $out"
+  assert_eq 1 "$rc" "a refused export fails"
+  assert_eq 1 "$(printf '%s\n' "$out" | wc -l)" "one line"
+  grep -q "refused export 'nope': export 'nope' not present" <<<"$out" || fail "the server's refusal is not relayed: $out"
+  assert_eq 0 "$(find /sys/block/ -maxdepth 2 -path '/sys/block/nbd*/pid' | wc -l)" "nothing connected"
+
+  idx=$("$NBD_PROBE" connect "$sock" e0 qemu-lio:test:0) || fail "connect failed"
+  echo "  connected nbd$idx"
+  assert_eq qemu-lio:test:0 "$(cat "/sys/block/nbd$idx/backend")" "the backend identifier"
+  assert_eq $((32 * 1024 * 1024 / 512)) "$(cat "/sys/block/nbd$idx/size")" "the export's size"
+  wait_for 30 test -b "/dev/nbd$idx" || fail "no /dev/nbd$idx"
+  assert_eq QEMU-LIO-DISK-77 "$(dd if="/dev/nbd$idx" bs=4096 count=1 iflag=direct status=none | head -c 16)" "the image's bytes"
+  printf 'NBD-WROTE-THIS' | dd of="/dev/nbd$idx" bs=4096 seek=256 oflag=direct conv=sync,fsync status=none ||
+    fail "write through nbd$idx"
+
+  "$NBD_PROBE" disconnect "$idx" || fail "disconnect failed"
+  wait_for 30 sh -c "! test -e /sys/block/nbd$idx/pid" || fail "nbd$idx still connected after DISCONNECT"
+  assert_eq NBD-WROTE-THIS "$(dd if="$img" bs=1 skip=1048576 count=14 status=none)" "the write reached the image"
+  kill -TERM "$qsd"
+  wait "$qsd" || fail "qemu-storage-daemon exited $? on SIGTERM"
+  rm -f "$img"
+}
+
 scenario check scenario_check
 scenario seed-equivalence scenario_seed_equivalence
 scenario teardown scenario_teardown
@@ -266,4 +308,5 @@ scenario dry-run scenario_dry_run
 scenario rollback scenario_rollback
 scenario coexistence scenario_coexistence
 scenario cache-modes scenario_cache_modes
+scenario nbd-netlink scenario_nbd_netlink
 scenarios_summary
