@@ -83,10 +83,11 @@ LockedVm lock_running_vm(const RunOptions& opts, std::optional<StateLock>* state
 int record_gone(ConfigFs& fs, JournalWriter& journal, const std::vector<Undo>& made, const std::string& wwn,
                 int lun = 0) {
   int left = 0;
-  for (const Undo& u : made) {
-    // A shared object that another VM still uses is no longer this VM's either.
-    if (still_ours(fs, u)) ++left;
-    else journal.object(u, true);
+  // A shared object that another VM still uses is no longer this VM's either.
+  const std::vector<bool> behind = left_behind(fs, made);
+  for (size_t i = 0; i < made.size(); ++i) {
+    if (behind[i]) ++left;
+    else journal.object(made[i], true);
   }
   if (left == 0) journal.detach(wwn, lun);
   return left;

@@ -68,7 +68,8 @@ const char* undo_kind_name(const Undo& u) {
 }
 
 std::optional<Undo::Kind> undo_kind_from(const std::string& s) {
-  if (s == "rmdir") return Undo::Kind::kRmdir;
+  // "release": the shared rmdir of builds before the share mark (never released).
+  if (s == "rmdir" || s == "release") return Undo::Kind::kRmdir;
   if (s == "unlink") return Undo::Kind::kUnlink;
   if (s == "write") return Undo::Kind::kWrite;
   return std::nullopt;
@@ -146,7 +147,10 @@ void JournalWriter::object(const Undo& u, bool cancelled) {
   // one: a reader that does not know the mark, or a crash between the two, sees a private
   // rmdir, which fails while another VM uses the object and keeps the journal. Nothing is
   // ever removed from under another VM, and nothing is forgotten.
-  if (u.shared && !cancelled) append(fmt::format("share {} {}", undo_kind_name(u), journal_escape(u.path)));
+  // A failed attempt (a claim that met EEXIST) takes its mark back: the marks of a path are
+  // counted, so another record's mark on the same path stands.
+  if (u.shared)
+    append(fmt::format("{} {} {}", cancelled ? "unshare" : "share", undo_kind_name(u), journal_escape(u.path)));
 }
 
 void JournalWriter::owner(const ProcessId& q) { append(owner_record(q)); }
@@ -221,6 +225,7 @@ JournalContents read_journal(const std::string& file) {
   bool first = true;
   int record = 0;
   std::map<std::string, int> record_count;
+  std::map<std::string, int> shares;  // a path's share marks less its unshare marks
   while (std::getline(in, line)) {
     if (in.eof()) break;  // no trailing newline: a torn last record
     ++record;
@@ -261,6 +266,7 @@ JournalContents read_journal(const std::string& file) {
       auto k = undo_kind_from(kind);
       if (!k) continue;
       Undo u{*k, journal_unescape(path), journal_unescape(value)};
+      if (kind == "release") shares[u.path] += tag == "make" ? 1 : -1;
       // gc runs these steps as root: a record naming anything but an object qemu-lio makes
       // ("..", a file outside configfs, an attribute) means the journal is not ours.
       if (!layout::is_qemu_lio_undo(u))
@@ -299,19 +305,19 @@ JournalContents read_journal(const std::string& file) {
             break;
           }
       }
-    } else if (tag == "share") {
-      // The object recorded before is a share=on disk's. Its HBA may also carry one of our
-      // private disks' claim attempts (make, then cancel on EEXIST) whose records interleave
-      // with it: the mark holds for the one kept entry, whichever record made it.
+    } else if (tag == "share" || tag == "unshare") {
+      // The object recorded before is a share=on disk's ("unshare": its creation failed).
+      // Its HBA may also carry one of our private disks' claim attempts (make, then cancel
+      // on EEXIST) whose records interleave with it: the marks are counted per path and
+      // applied to the one kept entry at the end, whichever record made it.
       std::string kind, path;
       f >> kind >> path;
       auto k = undo_kind_from(kind);
       if (!k) continue;
       const Undo mark{*k, journal_unescape(path), "", true};
       if (!layout::is_qemu_lio_undo(mark))
-        throw Error(file, fmt::format("record {}: share {} {} is not a shared disk's object", record, kind, path));
-      for (Undo& u : j.undo)
-        if (u.kind == mark.kind && u.path == mark.path) u.shared = true;
+        throw Error(file, fmt::format("record {}: {} {} {} is not a shared disk's object", record, tag, kind, path));
+      shares[mark.path] += tag == "share" ? 1 : -1;
     } else if (tag == "control") {
       std::string p;
       f >> p;
@@ -343,6 +349,7 @@ JournalContents read_journal(const std::string& file) {
     }
   }
   if (first) throw Error(file, "empty journal");
+  for (Undo& u : j.undo) u.shared = u.kind == Undo::Kind::kRmdir && shares[u.path] > 0;
   // A share=on disk's object is named after its image, not after this VM's disk: the disk
   // whose LUN links it (by the link's name) is the one it serves.
   for (auto& img : j.images) {

@@ -42,25 +42,6 @@ bool is_hba_path(const std::string& p) {
   return layout::parse(p).kind == layout::Parsed::Kind::kHba;
 }
 
-// A vhost LUN links the storage object at `path` (qemu-lio names a LUN's link after the
-// object it exports).
-bool linked_by_a_lun(ConfigFs& fs, const std::string& path) {
-  const std::string name = layout::parse(path).object;
-  if (name.empty()) return false;
-  for (const std::string& w : fs.list(layout::kVhost)) {
-    if (!is_valid_naa(w)) continue;
-    for (const std::string& t : fs.list(layout::vhost_target(w))) {
-      if (t.rfind("tpgt_", 0) != 0) continue;
-      const std::string luns = layout::vhost_target(w) + "/" + t + "/lun";
-      for (const std::string& l : fs.list(luns)) {
-        const std::vector<std::string> in = fs.list(luns + "/" + l);
-        if (std::find(in.begin(), in.end(), name) != in.end()) return true;
-      }
-    }
-  }
-  return false;
-}
-
 bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
   auto delay = retry.first_delay;
   auto deadline = std::chrono::steady_clock::now() + retry.deadline;
@@ -109,17 +90,8 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
 
 }  // namespace
 
-int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry,
-                  std::vector<Undo>* failed_steps) noexcept {
+int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept {
   int failed = 0;
-  auto note = [&](const Undo& u) {
-    ++failed;
-    if (!failed_steps) return;
-    try {
-      failed_steps->push_back(u);
-    } catch (const std::exception&) {
-    }
-  };
   // TPGs whose nexus could not be cleared: removing an ACL under a live nexus blocks the
   // caller in the kernel for minutes, so their ACLs stay (and count as failures).
   std::vector<std::string> live_nexus_tpgs;
@@ -131,11 +103,11 @@ int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolic
     if (in_acl && std::find(live_nexus_tpgs.begin(), live_nexus_tpgs.end(),
                             layout::tpg(p.wwn, p.tpgt)) != live_nexus_tpgs.end()) {
       log_error(fs.absolute(u.path) + ": left in place: its nexus is still set");
-      note(u);
+      ++failed;
       continue;
     }
     if (undo_step(fs, u, retry)) continue;
-    note(u);
+    ++failed;
     if (u.kind == Undo::Kind::kWrite && p.kind == K::kNexus)
       live_nexus_tpgs.push_back(layout::tpg(p.wwn, p.tpgt));
   }
@@ -407,8 +379,46 @@ void Provisioner::claim_hba(const Op& op, Bindings& own) {
 
 int Provisioner::teardown() noexcept {
   int failed = run_undo(fs_, undo_, retry_);
+  // What is gone (or handed on to another VM of a shared disk) is no longer the journal's:
+  // a start that plans again (a shared disk's join race) records its objects anew, in
+  // their own order. After a failure, only what the kernel no longer has.
+  for (const Undo& u : undo_) {
+    try {
+      if (failed == 0 || !object_present(fs_, u)) announce(u, true);
+    } catch (const std::exception& e) {
+      log_verbose(fs_.absolute(u.path) + ": " + e.what());
+    }
+  }
   undo_.clear();
   return failed;
+}
+
+bool object_present(ConfigFs& fs, const Undo& u) {
+  if (u.kind == Undo::Kind::kWrite) {
+    try {
+      return fs.read(u.path).find("naa.") != std::string::npos;
+    } catch (const SysError&) {
+      return false;
+    }
+  }
+  return fs.exists(u.path);
+}
+
+bool linked_by_a_lun(ConfigFs& fs, const std::string& path) {
+  const std::string name = layout::parse(path).object;
+  if (name.empty()) return false;
+  for (const std::string& w : fs.list(layout::kVhost)) {
+    if (!is_valid_naa(w)) continue;
+    for (const std::string& t : fs.list(layout::vhost_target(w))) {
+      if (t.rfind("tpgt_", 0) != 0) continue;
+      const std::string luns = layout::vhost_target(w) + "/" + t + "/lun";
+      for (const std::string& l : fs.list(luns)) {
+        const std::vector<std::string> in = fs.list(luns + "/" + l);
+        if (std::find(in.begin(), in.end(), name) != in.end()) return true;
+      }
+    }
+  }
+  return false;
 }
 
 }  // namespace qemu_lio

@@ -69,6 +69,17 @@ std::string render_op(const Op& op) {
       s += fmt::format("  printf '%s' {} > {}\n", shell_quote(op.value), cfs(op.path));
       break;
     case Op::Kind::kExpect:
+      if (op.shared) {
+        // Another VM's setting must be the same value, as the provisioner compares it: a
+        // whole word, a "Key: value" field, or the text after the last ": ".
+        s += fmt::format(
+            "  awk -v e={0} '{{ gsub(/\t/, \" \"); if (index(\" \" $0 \" \", \" \" e \" \") || "
+            "substr($0, length($0) - length(e) - 1) == \": \" e) f = 1 }} END {{ exit !f }}' {1} || "
+            "{{ echo \"qemu-lio: error: $CFS/{2}: the shared disk was made with other settings by another VM "
+            "(expected \"{0} >&2; exit 1; }}\n",
+            shell_quote(op.value), cfs(op.path), op.path);
+        break;
+      }
       s += fmt::format(
           "  grep -qF -- {0} {1} || {{ echo \"qemu-lio: error: $CFS/{2}: kernel did not take the "
           "setting \"{0} >&2; exit 1; }}\n",

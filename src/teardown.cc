@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <set>
 
 #include "qemu_lio/configfs_layout.h"
 #include "qemu_lio/error.h"
@@ -33,18 +34,30 @@ TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, cons
   }
 }
 
-bool object_present(ConfigFs& fs, const Undo& u) {
-  if (u.kind == Undo::Kind::kWrite) {
-    try {
-      return fs.read(u.path).find("naa.") != std::string::npos;
-    } catch (const SysError&) {
-      return false;
+bool still_ours(ConfigFs& fs, const Undo& u) { return !u.shared && object_present(fs, u); }
+
+std::vector<bool> left_behind(ConfigFs& fs, const std::vector<Undo>& steps) {
+  using K = layout::Parsed::Kind;
+  // A shared disk's object that no LUN links any more is nobody else's: its removal failed,
+  // and it stays this set's, with its HBA.
+  std::vector<bool> out(steps.size(), false);
+  std::set<std::string> stuck_hbas;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Undo& u = steps[i];
+    const layout::Parsed p = layout::parse(u.path);
+    if (!u.shared) {
+      out[i] = object_present(fs, u);
+    } else if (p.kind == K::kStorageObject && object_present(fs, u) && !linked_by_a_lun(fs, u.path)) {
+      out[i] = true;
+      stuck_hbas.insert(p.hba);
     }
   }
-  return fs.exists(u.path);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const layout::Parsed p = layout::parse(steps[i].path);
+    if (steps[i].shared && p.kind == K::kHba && stuck_hbas.count(p.hba) && object_present(fs, steps[i])) out[i] = true;
+  }
+  return out;
 }
-
-bool still_ours(ConfigFs& fs, const Undo& u) { return !u.shared && object_present(fs, u); }
 
 int count_present(ConfigFs& fs, const std::vector<Undo>& steps) {
   return static_cast<int>(std::count_if(steps.begin(), steps.end(), [&](const Undo& u) { return still_ours(fs, u); }));
@@ -71,15 +84,14 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
   for_each_undo_group(fs, j.undo, [&](const std::vector<Undo>& group) {
     try {
       present += count_present(fs, group);
-      std::vector<Undo> failed;
-      undo_in_order(fs, group, retry, &failed);
+      undo_in_order(fs, group, retry);
       // A shared object may rightly stay (another VM uses it), and then counts as handed on;
       // one whose own removal failed is still there for nobody: the journal keeps it (and it
       // counts as present before, so that "removed" stays present - left).
-      const int stuck = static_cast<int>(
-          std::count_if(failed.begin(), failed.end(), [&](const Undo& u) { return u.shared && object_present(fs, u); }));
-      present += stuck;
-      left += count_present(fs, group) + stuck;
+      const std::vector<bool> behind = left_behind(fs, group);
+      const int now = static_cast<int>(std::count(behind.begin(), behind.end(), true));
+      present += now - count_present(fs, group);
+      left += now;
     } catch (const std::exception& e) {
       log_error(j.file + ": " + e.what());
       broke = true;

@@ -96,11 +96,16 @@ class Provisioner {
 /// Returns the number that failed. Used by gc for journals of dead runs.
 int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept;
 
+/// True if the object `u` removes is in the kernel now (a nexus: while it names one).
+bool object_present(ConfigFs& fs, const Undo& u);
+
+/// True if a vhost LUN links the storage object at `path` (qemu-lio names a LUN's link after
+/// the object it exports): for a shared disk's object, another VM still uses it.
+bool linked_by_a_lun(ConfigFs& fs, const std::string& path);
+
 /// The serial rules of run_undo over one group of steps (oldest first): newest first, and
-/// ACLs left in place under a nexus that could not be cleared. Returns the number that failed;
-/// with `failed_steps`, also appends each of them there.
-int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry,
-                  std::vector<Undo>* failed_steps = nullptr) noexcept;
+/// ACLs left in place under a nexus that could not be cleared. Returns the number that failed.
+int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& retry) noexcept;
 
 /// Calls `each` once per independent group of `steps` (undo_groups), the groups at once from
 /// up to kMaxParallelDisks threads when `fs` is concurrent(); otherwise once, with all the

@@ -41,12 +41,14 @@ TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, cons
                                      const ForgetJournal& forget = unlink_journal,
                                      const std::set<std::string>& others = {}) noexcept;
 
-/// True if the object `u` removes is in the kernel now (a nexus: while it names one).
-bool object_present(ConfigFs& fs, const Undo& u);
-
 /// True if `u`'s object still exists and is this set's to remove: a share=on disk's object
 /// and HBA stay, rightly, while another VM uses them, and are not counted.
 bool still_ours(ConfigFs& fs, const Undo& u);
+
+/// Per step of `steps` (after their removal was tried): this set still owns the object.
+/// still_ours, and also a shared disk's object that no LUN links any more (its removal
+/// failed, nobody else uses it) with its HBA.
+std::vector<bool> left_behind(ConfigFs& fs, const std::vector<Undo>& steps);
 
 /// How many of `steps` are still_ours.
 int count_present(ConfigFs& fs, const std::vector<Undo>& steps);

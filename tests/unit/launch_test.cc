@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -281,6 +282,12 @@ TEST_F(LaunchTest, DryRunJoinsASharedDiskAnotherVmServes) {
   EXPECT_NE(out.find("the shared disk is gone"), std::string::npos) << out;
   EXPECT_EQ(out.find("mkdir \"$CFS/target/core/$HBA0/qlshared-"), std::string::npos) << out;
   EXPECT_NE(out.find("/qlshared-"), std::string::npos) << out;
+  // The joiner's exact comparisons are shell too.
+  EXPECT_NE(out.find("awk -v e="), std::string::npos) << out;
+  {
+    std::ofstream(dir_ / "join.sh") << out;
+  }
+  EXPECT_EQ(std::system(("sh -n " + std::string(dir_ / "join.sh")).c_str()), 0) << out;
 }
 
 TEST_F(LaunchTest, DryRunRefusesAConflict) {

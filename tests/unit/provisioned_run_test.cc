@@ -171,14 +171,17 @@ TEST_F(ProvisionedRunTest, RecordQemuInChildNamesTheCaller) {
 TEST_F(ProvisionedRunTest, ASharedDiskWhoseLastOtherVmLeavesMidJoinIsMadeAnew) {
   // The other VM's teardown takes no state lock: its object can go between our scan and our
   // LUN's link (symlink: ENOENT), or while we read its settings back (read: ENOENT).
+  // With a private disk beside it, the second attempt's HBAs differ from the first's: the
+  // journal must name the second attempt's objects only, in their own order.
   write_file(dir_ / "s.raw", 1 << 20);
+  write_file(dir_ / "p.raw", 1 << 20);
   const std::string spec = dir_ / "s.raw,share=on";
   for (FsOp when : {FsOp::kSymlink, FsOp::kRead}) {
     SCOPED_TRACE(to_string(when));
     auto other = std::make_unique<Provisioner>(fs_);
     other->apply(build_plan("other", {checked_image(spec)}));
-    const Plan mine = build_plan("vm", {checked_image(spec)});
-    const DiskPlan& d = mine.disks.at(0);
+    const Plan mine = build_plan("vm", {checked_image(dir_ / "p.raw"), checked_image(spec)});
+    const DiskPlan& d = mine.disks.at(1);
     const std::string hba = other->bindings().begin()->second;
     const std::string path = when == FsOp::kSymlink ? layout::lun_link(d.identity.wwn, 1, 0, d.so_name)
                                                     : layout::storage_object(hba, d.so_name) + "/wwn/vpd_unit_serial";
@@ -186,11 +189,14 @@ TEST_F(ProvisionedRunTest, ASharedDiskWhoseLastOtherVmLeavesMidJoinIsMadeAnew) {
     auto run = start();
     run->provision(mine);
     const JournalContents j = read_journal(run->journal_path());
-    ASSERT_EQ(j.images.size(), 1u) << "one image record, whatever the attempts";
-    EXPECT_TRUE(fs_.exists("target/" + j.images[0].backstore)) << "made anew";
+    ASSERT_EQ(j.images.size(), 2u) << "one record per image, whatever the attempts";
+    EXPECT_TRUE(fs_.exists("target/" + j.images[1].backstore)) << "made anew";
+    for (const Undo& u : j.undo) EXPECT_TRUE(object_present(fs_, u)) << "the journal names a gone " << u.path;
     EXPECT_TRUE(fs_.is_link(layout::lun_link(d.identity.wwn, 1, 0, d.so_name)));
     run->qemu_started();
+    const auto t0 = std::chrono::steady_clock::now();
     EXPECT_EQ(run->finish(), 0);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "no EBUSY retries";
     EXPECT_EQ(fs_.snapshot(), initial_);
   }
 }

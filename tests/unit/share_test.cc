@@ -287,6 +287,25 @@ TEST(ShareJournal, ShareMarksReadBackAsSharedAndAreForObjectsAndHbasOnly) {
   EXPECT_NE(error_of([&] { read_journal(file); }).find("not a shared disk's object"), std::string::npos);
 }
 
+TEST(ShareJournal, AFailedSharedClaimTakesItsMarkBackAndOldReleaseRecordsStillRead) {
+  TempDir dir;
+  std::string file;
+  {
+    JournalWriter w(dir / "state", "vm", ProcessId{1, 1});
+    file = w.path();
+    // A private disk's HBA; then a new shared disk's claim tries it first (EEXIST).
+    w.object({Undo::Kind::kRmdir, "target/core/fileio_0", "", false}, false);
+    w.object({Undo::Kind::kRmdir, "target/core/fileio_0", "", true}, false);
+    w.object({Undo::Kind::kRmdir, "target/core/fileio_0", "", true}, true);
+  }
+  append_journal_record(file, "make release target/core/fileio_4 %");
+  JournalContents j = read_journal(file);
+  ASSERT_EQ(j.undo.size(), 2u);
+  EXPECT_FALSE(j.undo[0].shared) << "the private disk's HBA stays private";
+  EXPECT_EQ(j.undo[1].path, "target/core/fileio_4");
+  EXPECT_TRUE(j.undo[1].shared);
+}
+
 TEST(ShareJournal, AClaimAttemptInterleavedWithAJoinKeepsTheHbaShared) {
   // One of the VM's private disks tries fileio_0 (make, then cancel on EEXIST) while its
   // shared disk joins the object in fileio_0: the records interleave, and the one kept entry
@@ -344,7 +363,7 @@ TEST_F(ShareTest, TheLastVmRetriesATransientEbusyAndKeepsItsJournalIfTheObjectSt
   const std::string so2 = shared_objects(fs_).at(0);
   fs_.fail_on(FsOp::kRmdir, so2, EIO, 1);
   const TeardownResult stuck = teardown_journal(fs_, read_journal(ja), RetryPolicy{});
-  EXPECT_EQ(stuck.failed, 1);
+  EXPECT_EQ(stuck.failed, 2) << "the object, and the HBA that holds it";
   EXPECT_GE(stuck.present, stuck.failed) << "gc reports present - failed as removed";
   EXPECT_EQ(::access(ja.c_str(), F_OK), 0) << "kept for gc";
   EXPECT_EQ(teardown_journal(fs_, read_journal(ja), RetryPolicy{}).failed, 0);
