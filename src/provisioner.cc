@@ -42,7 +42,9 @@ bool is_hba_path(const std::string& p) {
   return layout::parse(p).kind == layout::Parsed::Kind::kHba;
 }
 
-bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
+// `group`: the steps undone with `u`; a link among them that could not be removed is ours,
+// not another VM's.
+bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry, const std::vector<Undo>& group) noexcept {
   auto delay = retry.first_delay;
   auto deadline = std::chrono::steady_clock::now() + retry.deadline;
   for (;;) {
@@ -69,7 +71,7 @@ bool undo_step(ConfigFs& fs, const Undo& u, const RetryPolicy& retry) noexcept {
       // still holds the object (ENOTEMPTY): the last VM to leave removes them. An EBUSY with
       // no link left is the kernel holding the object for a moment: retried below.
       if (u.shared && u.kind == Undo::Kind::kRmdir &&
-          ((e.err() == ENOTEMPTY && is_hba_path(u.path)) || (e.err() == EBUSY && linked_by_a_lun(fs, u.path)))) {
+          ((e.err() == ENOTEMPTY && is_hba_path(u.path)) || (e.err() == EBUSY && linked_by_a_lun(fs, u.path, group)))) {
         log_verbose(u.path + ": still used by another VM's shared disk; left for the last one");
         return true;
       }
@@ -106,7 +108,7 @@ int undo_in_order(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolic
       ++failed;
       continue;
     }
-    if (undo_step(fs, u, retry)) continue;
+    if (undo_step(fs, u, retry, steps)) continue;
     ++failed;
     if (u.kind == Undo::Kind::kWrite && p.kind == K::kNexus)
       live_nexus_tpgs.push_back(layout::tpg(p.wwn, p.tpgt));
@@ -404,9 +406,13 @@ bool object_present(ConfigFs& fs, const Undo& u) {
   return fs.exists(u.path);
 }
 
-bool linked_by_a_lun(ConfigFs& fs, const std::string& path) {
+bool linked_by_a_lun(ConfigFs& fs, const std::string& path, const std::vector<Undo>& ours) {
   const std::string name = layout::parse(path).object;
   if (name.empty()) return false;
+  auto our_link = [&](const std::string& link) {
+    return std::any_of(ours.begin(), ours.end(),
+                       [&](const Undo& u) { return u.kind == Undo::Kind::kUnlink && u.path == link; });
+  };
   for (const std::string& w : fs.list(layout::kVhost)) {
     if (!is_valid_naa(w)) continue;
     for (const std::string& t : fs.list(layout::vhost_target(w))) {
@@ -414,7 +420,7 @@ bool linked_by_a_lun(ConfigFs& fs, const std::string& path) {
       const std::string luns = layout::vhost_target(w) + "/" + t + "/lun";
       for (const std::string& l : fs.list(luns)) {
         const std::vector<std::string> in = fs.list(luns + "/" + l);
-        if (std::find(in.begin(), in.end(), name) != in.end()) return true;
+        if (std::find(in.begin(), in.end(), name) != in.end() && !our_link(luns + "/" + l + "/" + name)) return true;
       }
     }
   }

@@ -70,11 +70,16 @@ std::string render_op(const Op& op) {
       break;
     case Op::Kind::kExpect:
       if (op.shared) {
-        // Another VM's setting must be the same value, as the provisioner compares it: a
-        // whole word, a "Key: value" field, or the text after the last ": ".
+        // Another VM's setting must be the same value, compared as the provisioner does: the
+        // whole text, its "Key: value" field, or the text after its last ": ". The value
+        // reaches awk through the environment: -v would interpret backslashes in it.
         s += fmt::format(
-            "  awk -v e={0} '{{ gsub(/\t/, \" \"); if (index(\" \" $0 \" \", \" \" e \" \") || "
-            "substr($0, length($0) - length(e) - 1) == \": \" e) f = 1 }} END {{ exit !f }}' {1} || "
+            "  QL_E={0} awk '{{ t = t (NR > 1 ? \"\\n\" : \"\") $0 }} END {{ e = ENVIRON[\"QL_E\"]; "
+            "sub(/[ \\n]+$/, \"\", t); c = index(e, \": \"); ok = t == e || "
+            "(length(t) > length(e) + 2 && substr(t, length(t) - length(e) - 1) == \": \" e); "
+            "if (!ok && c) {{ a = index(t, substr(e, 1, c + 1)); if (a) {{ r = substr(t, a + c + 1); "
+            "match(r, /^ */); v = substr(r, RLENGTH + 1); sub(/[ \\n].*$/, \"\", v); "
+            "ok = substr(t, a, c + 1 + RLENGTH) v == e }} }} exit !ok }}' {1} || "
             "{{ echo \"qemu-lio: error: $CFS/{2}: the shared disk was made with other settings by another VM "
             "(expected \"{0} >&2; exit 1; }}\n",
             shell_quote(op.value), cfs(op.path), op.path);

@@ -8,6 +8,7 @@
 
 #include <fmt/core.h>
 
+#include <csignal>
 #include <cerrno>
 #include <fstream>
 #include <thread>
@@ -49,12 +50,16 @@ std::string daemon_reason(const std::string& file) {
   return line.rfind(prog, 0) == 0 ? line.substr(prog.size()) : line;
 }
 
-// Waits for `pid` until `deadline`; true (and `status`) once it has exited and is reaped.
-bool reaped_by(pid_t pid, std::chrono::steady_clock::time_point deadline, int& status) {
+enum class Reaped { kNo, kYes, kLost };
+
+// Waits for `pid` until `deadline`. kYes (and `status`) once it has exited and is reaped;
+// kLost if it is no child of ours any more (someone else reaped it: its pid may be reused).
+Reaped reaped_by(pid_t pid, std::chrono::steady_clock::time_point deadline, int& status) {
   for (;;) {
     const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid || (r < 0 && errno == ECHILD)) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (r == pid) return Reaped::kYes;
+    if (r < 0 && errno == ECHILD) return Reaped::kLost;
+    if (std::chrono::steady_clock::now() >= deadline) return Reaped::kNo;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
@@ -108,6 +113,10 @@ StorageDaemon::StorageDaemon(const std::string& exe, const std::vector<DaemonIma
   const int log = ::open(files.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (log < 0) throw Error(files.log, "cannot create the storage daemon's log: " + errno_string(errno));
   const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) {
+    ::close(log);
+    throw Error("/dev/null", "cannot open: " + errno_string(errno));
+  }
   // Made before the fork: the child of a threaded process may only make async-signal-safe
   // calls until exec.
   const std::string exec_failed = "cannot execute " + exe + "\n";
@@ -117,10 +126,16 @@ StorageDaemon::StorageDaemon(const std::string& exe, const std::vector<DaemonIma
     // sockets and pidfile are private (the state directory is 0700 too).
     ::setsid();
     ::umask(077);
-    if (null >= 0) {
-      ::dup2(null, 0);
-      ::dup2(null, 1);
-    }
+    // A run blocks SIGTERM & co. for its own signal loop (SignalBlock): the daemon must
+    // see them (stop() asks it to flush and go with SIGTERM).
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD}) ::sigaction(s, &dfl, nullptr);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
     ::dup2(log, 2);
     ::execv(path.c_str(), args.data());
     (void)!::write(2, exec_failed.data(), exec_failed.size());
@@ -128,7 +143,7 @@ StorageDaemon::StorageDaemon(const std::string& exe, const std::vector<DaemonIma
   }
   const int fork_errno = errno;
   ::close(log);
-  if (null >= 0) ::close(null);
+  ::close(null);
   if (pid_ < 0) throw Error(object, "cannot start the storage daemon: " + errno_string(fork_errno));
   log_verbose(fmt::format("started {} as pid {}", exe, pid_));
 
@@ -139,11 +154,15 @@ StorageDaemon::StorageDaemon(const std::string& exe, const std::vector<DaemonIma
     long named = 0;
     if (pf >> named && named == pid_) return;
     int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_ || (r < 0 && errno == ECHILD)) {
+      const bool known = r == pid_;
       pid_ = -1;
       const std::string why = daemon_reason(files.log);
       throw Error(object, "the storage daemon did not start: " +
-                              (why.empty() ? fmt::format("it exited with status {}", WEXITSTATUS(status)) : why));
+                              (!why.empty() ? why
+                               : known      ? fmt::format("it exited with status {}", WEXITSTATUS(status))
+                                            : std::string("it exited")));
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       stop(std::chrono::milliseconds(0));
@@ -157,18 +176,24 @@ StorageDaemon::~StorageDaemon() { stop(std::chrono::seconds(10)); }
 
 bool StorageDaemon::stop(std::chrono::milliseconds grace) noexcept {
   if (pid_ < 0) return true;
+  const pid_t pid = pid_;
+  pid_ = -1;
   int status = 0;
-  bool clean = false;
-  if (grace.count() > 0 && ::kill(pid_, SIGTERM) == 0 &&
-      reaped_by(pid_, std::chrono::steady_clock::now() + grace, status)) {
-    clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  } else {
-    ::kill(pid_, SIGKILL);
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  if (grace.count() > 0 && ::kill(pid, SIGTERM) == 0) {
+    switch (reaped_by(pid, std::chrono::steady_clock::now() + grace, status)) {
+      case Reaped::kYes: return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      case Reaped::kLost: return false;  // not ours to signal again
+      case Reaped::kNo: break;
     }
   }
-  pid_ = -1;
-  return clean;
+  ::kill(pid, SIGKILL);
+  // A daemon in uninterruptible sleep (an image on a hung NFS mount) dies only when the I/O
+  // returns: waiting for ever would hang the caller's teardown.
+  constexpr std::chrono::seconds kKillWait{30};
+  if (reaped_by(pid, std::chrono::steady_clock::now() + kKillWait, status) == Reaped::kNo)
+    log_warning(fmt::format("storage daemon pid {} did not die within {} s of SIGKILL; left to init", pid,
+                            kKillWait.count()));
+  return false;
 }
 
 }  // namespace qemu_lio

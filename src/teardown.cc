@@ -38,23 +38,23 @@ bool still_ours(ConfigFs& fs, const Undo& u) { return !u.shared && object_presen
 
 std::vector<bool> left_behind(ConfigFs& fs, const std::vector<Undo>& steps) {
   using K = layout::Parsed::Kind;
-  // A shared disk's object that no LUN links any more is nobody else's: its removal failed,
-  // and it stays this set's, with its HBA.
+  // A shared disk's object is handed on while another VM's LUN links it (a link of this set
+  // that would not go does not count), and its HBA while it holds such an object. Anything
+  // else still there is nobody else's: its removal failed, and it stays this set's.
   std::vector<bool> out(steps.size(), false);
-  std::set<std::string> stuck_hbas;
+  std::set<std::string> handed_on_hbas;
   for (size_t i = 0; i < steps.size(); ++i) {
     const Undo& u = steps[i];
     const layout::Parsed p = layout::parse(u.path);
-    if (!u.shared) {
-      out[i] = object_present(fs, u);
-    } else if (p.kind == K::kStorageObject && object_present(fs, u) && !linked_by_a_lun(fs, u.path)) {
-      out[i] = true;
-      stuck_hbas.insert(p.hba);
-    }
+    if (!u.shared || p.kind != K::kStorageObject || !object_present(fs, u)) continue;
+    if (linked_by_a_lun(fs, u.path, steps)) handed_on_hbas.insert(p.hba);
+    else out[i] = true;
   }
   for (size_t i = 0; i < steps.size(); ++i) {
-    const layout::Parsed p = layout::parse(steps[i].path);
-    if (steps[i].shared && p.kind == K::kHba && stuck_hbas.count(p.hba) && object_present(fs, steps[i])) out[i] = true;
+    const Undo& u = steps[i];
+    const layout::Parsed p = layout::parse(u.path);
+    if (!u.shared) out[i] = object_present(fs, u);
+    else if (p.kind == K::kHba) out[i] = !handed_on_hbas.count(p.hba) && object_present(fs, u);
   }
   return out;
 }

@@ -100,8 +100,9 @@ int run_undo(ConfigFs& fs, const std::vector<Undo>& steps, const RetryPolicy& re
 bool object_present(ConfigFs& fs, const Undo& u);
 
 /// True if a vhost LUN links the storage object at `path` (qemu-lio names a LUN's link after
-/// the object it exports): for a shared disk's object, another VM still uses it.
-bool linked_by_a_lun(ConfigFs& fs, const std::string& path);
+/// the object it exports), other than the links `ours` would remove: for a shared disk's
+/// object, another VM still uses it.
+bool linked_by_a_lun(ConfigFs& fs, const std::string& path, const std::vector<Undo>& ours = {});
 
 /// The serial rules of run_undo over one group of steps (oldest first): newest first, and
 /// ACLs left in place under a nexus that could not be cleared. Returns the number that failed.

@@ -283,7 +283,7 @@ TEST_F(LaunchTest, DryRunJoinsASharedDiskAnotherVmServes) {
   EXPECT_EQ(out.find("mkdir \"$CFS/target/core/$HBA0/qlshared-"), std::string::npos) << out;
   EXPECT_NE(out.find("/qlshared-"), std::string::npos) << out;
   // The joiner's exact comparisons are shell too.
-  EXPECT_NE(out.find("awk -v e="), std::string::npos) << out;
+  EXPECT_NE(out.find("QL_E="), std::string::npos) << out;
   {
     std::ofstream(dir_ / "join.sh") << out;
   }

@@ -157,6 +157,32 @@ TEST_F(ShareTest, TwoVmsLinkOneObjectAndTheLastToLeaveRemovesIt) {
   }
 }
 
+TEST_F(ShareTest, OurOwnStuckLinkOrAStuckHbaIsNotAnotherVmsAndKeepsTheJournal) {
+  const std::string img = dir_ / "s.raw";
+  write_file(img, 1 << 20);
+  // The last VM's LUN link will not go: the object's EBUSY is our own link, not a user.
+  std::string ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+  const std::string so = shared_objects(fs_).at(0);
+  const Plan pa = plan_for({img + ",share=on"}, "a");
+  fs_.fail_on_exact(FsOp::kUnlink, layout::lun_link(pa.disks[0].identity.wwn, 1, 0, pa.disks[0].so_name), EIO);
+  const RetryPolicy quick{std::chrono::milliseconds(1), std::chrono::milliseconds(2), std::chrono::milliseconds(20)};
+  EXPECT_GE(teardown_journal(fs_, read_journal(ja), quick).failed, 2) << "the link, the object and its HBA";
+  ASSERT_EQ(::access(ja.c_str(), F_OK), 0) << "kept for gc";
+  const std::vector<Undo> kept = read_journal(ja).undo;
+  EXPECT_NE(std::find_if(kept.begin(), kept.end(), [&](const Undo& u) { return u.path == so; }), kept.end());
+  fs_.clear_faults();
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), quick).failed, 0);
+  expect_clean();
+  // The object goes, its HBA does not (EIO): the HBA is nobody else's either.
+  ja = start_vm(fs_, dir_, "a", {img + ",share=on"}, 11);
+  const std::string hba = shared_objects(fs_).at(0).substr(0, shared_objects(fs_).at(0).rfind('/'));
+  fs_.fail_on_exact(FsOp::kRmdir, hba, EIO, 1);
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), quick).failed, 1);
+  ASSERT_EQ(::access(ja.c_str(), F_OK), 0) << "kept for gc";
+  EXPECT_EQ(teardown_journal(fs_, read_journal(ja), quick).failed, 0);
+  expect_clean();
+}
+
 TEST_F(ShareTest, ADryRunGcOnlySaysItWouldDeleteTheStaleReservationFile) {
   const std::string img = dir_ / "s.raw";
   write_file(img, 1 << 20);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "qemu_lio/nbd_handshake.h"
+#include "qemu_lio/supervisor.h"
 #include "qemu_lio/unique_fd.h"
 #include "test_support.h"
 
@@ -95,6 +96,16 @@ TEST(StorageDaemon, ServesEachImageOnItsExportUntilStopped) {
   }
   EXPECT_NE(::kill(pid, 0), 0) << "gone and reaped";
   EXPECT_NE(::access(f.pidfile.c_str(), F_OK), 0) << "a clean exit removes the pidfile";
+}
+
+TEST(StorageDaemon, StartedUnderARunsSignalBlockItStillEndsCleanlyOnSigterm) {
+  // A run blocks SIGTERM for its own signal loop; the daemon must not inherit that, or
+  // stop() would always end in SIGKILL, unflushed.
+  TempDir dir;
+  write_file(dir / "a.raw", 1 << 20);
+  SignalBlock block;
+  StorageDaemon d("qemu-storage-daemon", {{dir / "a.raw", "raw"}}, files_in(dir), "vm", kStart);
+  EXPECT_TRUE(d.stop(milliseconds(30000)));
 }
 
 TEST(StorageDaemon, AFailedStartIsOneLineWithTheDaemonsReasonAndNothingRuns) {
