@@ -18,9 +18,9 @@ int gc_command(const RunOptions& opts, ConfigFs& fs) {
   prepare_lio(opts.configfs);
   // A dry run is the same gc against a tree and a state directory that only print.
   auto dry_fs = make_dry_run_configfs(fs, print_line);
-  const GcEffects fx = opts.dry_run ? GcEffects{*dry_fs, [](const std::string& f) {
-                                                  print_line("would delete " + f);
-                                                }}
+  const GcEffects fx = opts.dry_run ? GcEffects{*dry_fs,
+                                                [](const std::string& f) { print_line("would delete " + f); },
+                                                ServedEffects::dry_run(print_line)}
                                     : GcEffects::real(fs);
   GcReport r = collect_garbage(fx, opts.state_dir);
   for (const std::string& l : r.lines) print_line(l);

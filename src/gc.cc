@@ -62,7 +62,7 @@ GcReport collect_garbage(const GcEffects& fx, const std::string& state_dir, cons
     if (s.state != "stale") continue;
     ++r.sets;
     const JournalContents& j = s.journal;
-    TeardownResult t = teardown_journal_file(fx.fs, j.file, retry, fx.forget, live);
+    TeardownResult t = teardown_journal_file(fx.fs, j.file, retry, fx.forget, live, fx.served);
     r.failures += t.failed;
     r.objects_removed += t.present - t.failed;
     r.lines.push_back(fmt::format("{} VM {}: removed {} object(s){}", t.failed ? "partly cleaned" : "cleaned",

@@ -220,6 +220,10 @@ int attach_command(const RunOptions& opts, ConfigFs& fs) {
   // Exactly the checks of a start.
   CheckedImage img{spec, inspect_image(spec)};
   check_image_policy(cfg, img.spec, img.info);
+  // A served image needs its own storage daemon and NBD device: attach makes neither yet.
+  if (img.info.served())
+    throw UsageError("image " + spec.path,
+                     fmt::format("format {} cannot be attached to a running VM (only raw images can)", img.info.format));
   Plan plan = build_plan(j.vm_name, {img}, j.disks_ever);
   DiskPlan& d = plan.disks.front();
   if (!d.spec.id) d.spec.id = fmt::format("qemu-lio-disk{}", j.disks_ever);

@@ -102,6 +102,18 @@ std::string detect_image_format(const std::string& h) {
   return "";
 }
 
+bool extension_names_format(const std::string& path, const std::string& format) {
+  static const std::vector<std::pair<std::string, std::string>> names = {
+      {".qcow2", "qcow2"}, {".qcow", "qcow2"}, {".qcow", "qcow"}, {".vmdk", "vmdk"}, {".vhdx", "vhdx"},
+      {".vdi", "vdi"},     {".qed", "qed"},    {".vhd", "vpc"},   {".vpc", "vpc"}};
+  const std::string base = path.substr(path.rfind('/') + 1);
+  for (const auto& [ext, f] : names)
+    if (f == format && base.size() > ext.size() &&
+        base.compare(base.size() - ext.size(), ext.size(), ext) == 0)
+      return true;
+  return false;
+}
+
 ImageInfo inspect_image(const ImageSpec& spec) {
   const std::string& given = spec.path;
   ImageInfo info;
@@ -161,25 +173,32 @@ ImageInfo inspect_image(const ImageSpec& spec) {
   }
 
   if (info.size == 0) throw Error(given, "image is empty (size 0)");
-  if (info.size % spec.block_size != 0)
-    throw Error(given, fmt::format("size {} is not a multiple of block-size {}", info.size,
-                                   spec.block_size));
-
-  // The first sector of a raw disk is the guest's: with format=raw it is not looked at.
-  // Without it a format magic is refused, as QEMU's own probing would read the image in that
-  // format. No qemu-img hint: converting guest-written data would follow any backing file
-  // its header names.
-  if (!spec.format_raw) {
+  info.format = spec.format.empty() ? "raw" : spec.format;
+  if (spec.format.empty()) {
+    // A raw disk's first sector is the guest's: a guest that writes a qcow2 header there
+    // (with a backing file naming any host file) must not turn its disk into that format
+    // at the next start. A header counts only in a file whose name says the same format;
+    // anywhere else it is refused, and format= decides.
     std::string header(512, '\0');
     ssize_t n = ::pread(fd.get(), header.data(), header.size(), 0);
     if (n < 0) throw Error(given, "cannot read: " + errno_string(errno));
     header.resize(static_cast<size_t>(n));
-    std::string fmt_name = detect_image_format(header);
-    if (!fmt_name.empty())
-      throw Error(given, fmt::format("has a {} header; LIO serves raw images only: if this is a "
-                                     "raw disk, set format=raw",
-                                     fmt_name));
+    const std::string found = detect_image_format(header);
+    if (!found.empty() && (info.kind != ImageKind::kFile || !extension_names_format(p, found)))
+      throw Error(given, fmt::format("has a {} header but its name does not say {}: set format={} to serve it as "
+                                     "{}, or format=raw if it is a raw disk",
+                                     found, found, found, found));
+    if (!found.empty()) info.format = found;
   }
+  if (info.served()) {
+    // The daemon reads the file; LIO serves its NBD device, whose size the format decides.
+    if (info.kind != ImageKind::kFile)
+      throw Error(given, fmt::format("format {} is served from image files only, not block devices", info.format));
+    return info;
+  }
+  if (info.size % spec.block_size != 0)
+    throw Error(given, fmt::format("size {} is not a multiple of block-size {}", info.size,
+                                   spec.block_size));
 
   if (spec.cache == CacheMode::kNone && info.kind == ImageKind::kFile) {
     // fd_async_io on a file system without O_DIRECT (tmpfs) oopses the kernel on the first

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <set>
 
 #include "qemu_lio/error.h"
 
@@ -141,10 +142,9 @@ ImageSpec parse_image_spec(std::string_view spec) {
     } else if (key == "max-sectors") {
       img.max_sectors = parse_int(key, v, 1, 65535);
     } else if (key == "format") {
-      if (v != "raw")
-        throw UsageError("image key format",
-                         fmt::format("format '{}' is not supported: LIO serves raw images only", v));
-      img.format_raw = true;
+      if (!known_image_format(v))
+        throw UsageError("image key format", fmt::format("'{}' is not raw or one of {}", v, image_formats()));
+      img.format = v;
     } else if (key == "id") {
       check_token("image key id", v);
       img.id = v;
@@ -173,5 +173,15 @@ ImageSpec parse_image_spec(std::string_view spec) {
                                           "already; share=on is for a disk several VMs write");
   return img;
 }
+
+// Formats of QEMU's block layer that hold a disk inside a file. Protocol drivers (file,
+// nbd, host_device...) are not formats: named as one they would reach past the image.
+bool known_image_format(const std::string& format) {
+  static const std::set<std::string> known = {"raw", "qcow2", "qcow", "vmdk", "vhdx", "vdi", "qed",
+                                              "vpc", "parallels", "luks", "bochs", "cloop", "dmg"};
+  return known.count(format) > 0;
+}
+
+const char* image_formats() { return "qcow2, qcow, vmdk, vhdx, vdi, qed, vpc, parallels, luks, bochs, cloop, dmg"; }
 
 }  // namespace qemu_lio

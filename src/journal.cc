@@ -177,6 +177,19 @@ void JournalWriter::shared_disk(const std::string& object, const std::string& se
 
 void JournalWriter::ready() { append("ready"); }
 
+void JournalWriter::storage_daemon(const JournalContents::Served& s) {
+  append(fmt::format("serve {} {} {} {}", journal_escape(s.pidfile), journal_escape(s.qmp_socket),
+                     journal_escape(s.nbd_socket), journal_escape(s.log)));
+}
+
+void JournalWriter::storage_daemon_started(const ProcessId& p) {
+  append(fmt::format("daemon {} {}", p.pid, p.start_time));
+}
+
+void JournalWriter::nbd(const std::string& id, bool cancelled) {
+  append(fmt::format("{} {}", cancelled ? "nbd-cancel" : "nbd", journal_escape(id)));
+}
+
 void JournalWriter::control_socket(const std::string& path) { append("control " + journal_escape(path)); }
 
 void JournalWriter::device(const std::string& wwn, const std::string& id, int lun) {
@@ -234,8 +247,8 @@ JournalContents read_journal(const std::string& file) {
     f >> tag;
     if (first) {
       f >> j.version;
-      if (tag != "qemu-lio-journal" || j.version != kJournalVersion)
-        throw Error(file, "not a qemu-lio journal of version " + std::to_string(kJournalVersion));
+      if (tag != "qemu-lio-journal" || j.version < 1 || j.version > kJournalVersion)
+        throw Error(file, "not a qemu-lio journal of version 1 to " + std::to_string(kJournalVersion));
       first = false;
       continue;
     }
@@ -346,6 +359,32 @@ JournalContents read_journal(const std::string& file) {
       j.shared_disks.emplace_back(journal_unescape(o), journal_unescape(serial));
     } else if (tag == "ready") {
       j.complete = true;
+    } else if (tag == "serve") {
+      // gc signals the daemon these name and deletes the files: only files directly beside
+      // this journal, named after it, are ours.
+      JournalContents::Served s;
+      std::string* fields[] = {&s.pidfile, &s.qmp_socket, &s.nbd_socket, &s.log};
+      for (std::string* v : fields) {
+        std::string raw;
+        f >> raw;
+        *v = journal_unescape(raw);
+        if (!is_served_file_of(file, *v))
+          throw Error(file, fmt::format("record {}: {} is not a file of this journal's storage daemon", record, *v));
+      }
+      j.served = s;
+    } else if (tag == "daemon" && j.served) {
+      ProcessId p;
+      f >> p.pid >> p.start_time;
+      j.served->daemon = p;
+    } else if ((tag == "nbd" || tag == "nbd-cancel") && j.served) {
+      std::string raw;
+      f >> raw;
+      const std::string id = journal_unescape(raw);
+      if (id.rfind(nbd_backend_prefix(file), 0) != 0)
+        throw Error(file, fmt::format("record {}: {} is not an NBD device of this journal", record, id));
+      auto& ids = j.served->nbd;
+      if (tag == "nbd") ids.push_back(id);
+      else ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
     }
   }
   if (first) throw Error(file, "empty journal");
@@ -366,6 +405,18 @@ JournalContents read_journal(const std::string& file) {
     }
   }
   return j;
+}
+
+std::string nbd_backend_prefix(const std::string& journal_file) {
+  return "qemu-lio:" + journal_file.substr(journal_file.rfind('/') + 1) + ":";
+}
+
+bool is_served_file_of(const std::string& journal_file, const std::string& path) {
+  const size_t slash = journal_file.rfind('/');
+  const std::string dir = journal_file.substr(0, slash + 1);
+  const std::string stem = journal_file.substr(slash + 1);
+  return path.rfind(dir + stem + ".", 0) == 0 && path.find('/', dir.size()) == std::string::npos &&
+         path.find("..") == std::string::npos;
 }
 
 std::vector<std::string> list_journals(const std::string& state_dir) {

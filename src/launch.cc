@@ -243,6 +243,12 @@ Prepared prepare(const LaunchRequest& req) {
       spec.num_queues = std::clamp(*req.qemu.smp_cpus, 1, kMaxQueues);
     CheckedImage img{spec, inspect_image(spec)};
     check_image_policy(req.config, img.spec, img.info);
+    // The hook's process is gone before libvirt starts QEMU; a storage daemon it started
+    // would have nobody to watch it. Not offered there yet.
+    if (req.libvirt && img.info.served())
+      throw UsageError("image " + spec.path, fmt::format("format {} is not offered through libvirt's hook; convert "
+                                                         "it to raw (qemu-img convert -O raw) or run qemu-lio directly",
+                                                         img.info.format));
     images.push_back(img);
   }
   p.plan = build_plan(p.vm_name, images);

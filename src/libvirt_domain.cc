@@ -151,7 +151,7 @@ std::string libvirt_xml_for(const std::string& file, const ImageSpec& spec, cons
   if (spec.cache != CacheMode::kWriteback) d.append_attribute("cache") = to_string(spec.cache);
   if (!spec.discard) d.append_attribute("discard") = "off";
   if (spec.readonly) d.append_attribute("readonly") = "on";
-  if (spec.format_raw) d.append_attribute("format") = "raw";
+  if (spec.format == "raw") d.append_attribute("format") = "raw";
   std::ostringstream out;
   doc.save(out, "  ", pugi::format_default | pugi::format_no_declaration);
   return out.str();

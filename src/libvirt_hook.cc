@@ -140,6 +140,10 @@ int libvirt_xml_command(const RunOptions& opts) {
     throw UsageError("image key readonly", "give --name DOMAIN: each domain sharing a read-only image "
                                            "gets its own wwpn");
   CheckedImage img{spec, inspect_image(spec)};
+  if (img.info.served())
+    throw UsageError("image " + spec.path, fmt::format("format {} is not offered through libvirt's hook; convert "
+                                                       "it to raw (qemu-img convert -O raw)",
+                                                       img.info.format));
   Plan plan = build_plan(name.empty() ? "libvirt" : name, {img});
   const std::string text = libvirt_xml_for(img.info.canonical_path, spec, plan.disks.at(0).identity.wwn);
   std::fwrite(text.data(), 1, text.size(), stdout);

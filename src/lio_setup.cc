@@ -54,13 +54,11 @@ std::vector<std::string> missing_modules() {
   return out;
 }
 
-// modprobe -a: one process for all modules; its own messages go to our stderr.
-bool modprobe(const std::vector<std::string>& mods) {
+// modprobe with `args`; its own messages go to our stderr.
+bool run_modprobe(const std::vector<std::string>& args) {
   std::string exe = find_executable("modprobe");
   if (exe.empty() && exists("/sbin/modprobe")) exe = "/sbin/modprobe";
   if (exe.empty()) return false;
-  std::vector<std::string> args = {"-a"};
-  args.insert(args.end(), mods.begin(), mods.end());
   try {
     return bp::system(bp::exe = exe, bp::args = args, bp::std_in < bp::null) == 0;
   } catch (const std::exception&) {
@@ -69,6 +67,20 @@ bool modprobe(const std::vector<std::string>& mods) {
 }
 
 }  // namespace
+
+// modprobe -a: one process for all modules.
+static bool modprobe(const std::vector<std::string>& mods) {
+  std::vector<std::string> args = {"-a"};
+  args.insert(args.end(), mods.begin(), mods.end());
+  return run_modprobe(args);
+}
+
+bool load_module(const std::string& name, const std::vector<std::string>& params) {
+  if (module_loaded(name)) return true;
+  std::vector<std::string> args = {name};
+  args.insert(args.end(), params.begin(), params.end());
+  return run_modprobe(args) && module_loaded(name);
+}
 
 bool module_loaded(const std::string& name) { return exists("/sys/module/" + name); }
 

@@ -29,6 +29,9 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
   const bool file = d.plugin == "fileio";
   const std::string so = layout::storage_object("$" + d.hba_var, d.so_name);
   const std::string& p = d.info.canonical_path;
+  // A served image's bytes come from its NBD device; the image's own path stays what the
+  // object is known by (udev_path), so conflicts, list and gc see the image.
+  const std::string device = d.nbd_var.empty() ? p : "$" + d.nbd_var;
 
   Op claim = make(Op::Kind::kClaimHba, layout::kCore, d.plugin,
                   "mkdir is the only atomic claim: take the first free " + d.plugin + "_N");
@@ -48,13 +51,14 @@ void add_backstore_ops(const DiskPlan& d, std::vector<Op>& ops) {
   } else {
     // iblock's readonly=1 only sets the bit the guest sees; the ACL below enforces it.
     ops.push_back(make(Op::Kind::kWrite, so + "/control",
-                       "udev_path=" + p + (d.spec.readonly ? ",readonly=1" : ""), "block device"));
+                       "udev_path=" + device + (d.spec.readonly ? ",readonly=1" : ""),
+                       d.nbd_var.empty() ? "block device" : d.info.format + " image, read by qemu-storage-daemon"));
   }
   ops.push_back(make(Op::Kind::kWrite, so + "/udev_path", p,
                      "lets targetcli and 'qemu-lio list' see which image this serves"));
   ops.push_back(make(Op::Kind::kWrite, so + "/enable", "1",
                      "the image was checked to exist: enable would O_CREAT a wrong path"));
-  if (!d.info.file_id.empty())
+  if (!d.info.file_id.empty() && d.nbd_var.empty())
     // enable makes the kernel open the path by name, as root: a swap of the file (or of a
     // directory on its path) after the checks would serve another file. Catch it here.
     ops.push_back(make(Op::Kind::kExpectSameFile, p, d.info.file_id,
@@ -215,7 +219,13 @@ Plan build_plan(const std::string& vm_name, const std::vector<CheckedImage>& ima
                              : fmt::format("{}-disk{}{}", vm_name, first_disk + static_cast<int>(i),
                                            d.spec.readonly ? "-ro" : "");
     d.hba_var = fmt::format("HBA{}", i);
-    d.plugin = d.info.kind == ImageKind::kFile ? "fileio" : "iblock";
+    d.plugin = d.info.kind == ImageKind::kFile && !d.info.served() ? "fileio" : "iblock";
+    if (d.info.served()) {
+      d.nbd_var = fmt::format("NBD{}", i);
+      // One object serves every VM of a shared disk; a served image's device is one VM's.
+      if (d.spec.share)
+        throw UsageError("image " + d.spec.path, fmt::format("share=on serves raw images only, not {}", d.info.format));
+    }
     plan.disks.push_back(d);
   }
   // The disks of each vhost target, by index: a disk of its own, or every disk of a

@@ -13,11 +13,16 @@
 #include "qemu_lio/log.h"
 #include "qemu_lio/plan_builder.h"
 #include "qemu_lio/provisioner.h"
+#include "qemu_lio/served_disks.h"
 #include "qemu_lio/state_lock.h"
 #include "qemu_lio/teardown.h"
 
 namespace qemu_lio {
 namespace {
+// How long the storage daemon may take to get ready, and each NBD handshake: only a
+// failure ever waits this long (a daemon that exits says so at once).
+constexpr std::chrono::seconds kServeTimeout{60};
+
 ProcessId self_identity() { return identify_process(::getpid()).value_or(ProcessId{::getpid(), 0}); }
 }  // namespace
 
@@ -60,6 +65,9 @@ void ProvisionedRun::provision(const Plan& checked) {
   // the attempt are rolled back, and the next one makes the disk anew. Its teardown is
   // already past the object then, so one more attempt suffices; the third is spare.
   constexpr int kAttempts = 3;
+  // The NBD devices of served images (non-raw formats), made once: a retry joins anew only
+  // the LIO objects of shared disks, which are raw.
+  std::vector<std::pair<std::string, std::string>> devices;
   for (int attempt = 1;; ++attempt) {
     const Inventory inv = scan_inventory(fs_);
     check_conflicts(checked, inv);
@@ -75,8 +83,12 @@ void ProvisionedRun::provision(const Plan& checked) {
         journal_.image(d.info.canonical_path, d.identity.wwn, d.lun);
         if (d.spec.id) journal_.device(d.identity.wwn, *d.spec.id, d.lun);  // detach can name it
       }
+      // A failure here leaves the daemon and devices made so far in the journal: the
+      // teardown (this object's destructor) removes them.
+      devices = serve_images(plan, journal_, "qemu-storage-daemon", kServeTimeout);
     }
     Provisioner prov(fs_);
+    prov.bind(devices);
     prov.set_observer([this](const Undo& u, bool cancelled) { journal_.object(u, cancelled); });
     try {
       prov.apply(plan);  // rolls back what it made if it throws

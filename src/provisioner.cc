@@ -239,7 +239,7 @@ void Provisioner::run_disks(const std::vector<std::vector<const Op*>>& disks) {
 }
 
 void Provisioner::run_disk(const std::vector<const Op*>& ops, const std::atomic<bool>& stop) {
-  Bindings own;  // this disk's HBA: its later steps name it
+  Bindings own = preset_;  // and this disk's HBA: its later steps name it
   for (const Op* op : ops) {
     if (stop) return;  // another disk failed: the whole run is about to be rolled back
     run_op(*op, own);

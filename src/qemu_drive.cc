@@ -99,12 +99,12 @@ std::optional<ImageSpec> drive_options_to_image(const std::string& name, const D
   check_not_fdset(*file);
   // No conversion hint: qemu-img on an image of unknown origin follows whatever backing
   // file its header names.
-  if (format && *format != "raw")
-    throw UsageError(name, fmt::format("format '{}' cannot be served: LIO serves raw images only",
-                                       *format));
+  if (format && !known_image_format(*format))
+    throw UsageError(name, fmt::format("format '{}' is not raw or one of {}", *format, image_formats()));
   // An explicit format=raw is the caller's word that the image is raw; it also stops the
   // header sniffing, which a guest could otherwise trip by writing a magic into sector 0.
-  if (format) spec_keys.emplace_back("format", "raw");
+  // Any other format is read by qemu-storage-daemon.
+  if (format) spec_keys.emplace_back("format", *format);
 
   CacheMode mode = cache ? map_cache(name, *cache) : CacheMode::kWriteback;  // QEMU's default
   spec_keys.emplace_back("cache", to_string(mode));

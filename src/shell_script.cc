@@ -144,6 +144,16 @@ std::string render_shell_script(const Plan& plan, const std::string& configfs_ro
                                    d.hba_var.substr(3), d.info.canonical_path, d.plugin,
                                    to_string(d.spec.cache), d.spec.block_size, d.identity.wwn),
                        "  ");
+  for (const DiskPlan& d : plan.disks) {
+    if (d.nbd_var.empty()) continue;
+    // qemu-lio starts qemu-storage-daemon for these and connects each export as an NBD
+    // device over the kernel's netlink interface, which sh has no tool for.
+    s += shell_comment(fmt::format("{} is {}: qemu-lio serves it through qemu-storage-daemon and an NBD device "
+                                   "connected over netlink; here that device is given as {}.",
+                                   d.info.canonical_path, d.info.format, d.nbd_var),
+                       "  ");
+    s += fmt::format("  : \"${{{0}:?set {0} to the NBD device named above}}\"\n", d.nbd_var);
+  }
   for (const Op& op : plan.ops) s += render_op(op);
   s += "}\n\n";
 

@@ -14,7 +14,8 @@
 namespace qemu_lio {
 
 TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, const RetryPolicy& retry,
-                                     const ForgetJournal& forget, const std::set<std::string>& others) noexcept {
+                                     const ForgetJournal& forget, const std::set<std::string>& others,
+                                     const ServedEffects& served) noexcept {
   try {
     JournalLock lock(file);
     if (!lock.still_current()) return {};
@@ -26,7 +27,7 @@ TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, cons
                                   return true;
                                 }),
                  j.undo.end());
-    return teardown_journal(fs, j, retry, forget);
+    return teardown_journal(fs, j, retry, forget, served);
   } catch (const std::exception& e) {
     if (::access(file.c_str(), F_OK) != 0) return {};  // torn down by another process
     log_error(e.what());
@@ -75,7 +76,7 @@ void unlink_journal(const std::string& journal_file) {
 }
 
 TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const RetryPolicy& retry,
-                                const ForgetJournal& forget) noexcept {
+                                const ForgetJournal& forget, const ServedEffects& served) noexcept {
   std::atomic<int> present{0}, left{0};
   std::atomic<bool> broke{false};
   // The kernel's word, not undo_in_order's count, is the verdict: an object someone else
@@ -102,6 +103,19 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
   TeardownResult r{present, left};
   if (broke && r.failed == 0) r.failed = 1;
   if (r.failed != 0) return r;
+  // A served image's NBD device goes only once no LIO object uses it, and the daemon only
+  // once no device reads from it.
+  if (j.served) {
+    try {
+      const auto [was, still] = teardown_served(*j.served, served);
+      r.present += was;
+      r.failed += still;
+    } catch (const std::exception& e) {
+      log_error(j.file + ": " + e.what());
+      r.failed += 1;
+    }
+    if (r.failed != 0) return r;
+  }
   try {
     // A -pidfile qemu-lio added for -daemonize, and the control socket, live beside the
     // journal; anything the journal names elsewhere is not ours to delete.
@@ -110,6 +124,10 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
       if (!beside->empty() && beside->rfind(dir, 0) == 0 &&
           beside->find('/', dir.size()) == std::string::npos)
         forget(*beside);
+    // The storage daemon's files (the reader checked they are this journal's).
+    if (j.served)
+      for (const std::string* f : {&j.served->pidfile, &j.served->qmp_socket, &j.served->nbd_socket, &j.served->log})
+        if (::access(f->c_str(), F_OK) == 0) forget(*f);
     forget(j.file);
   } catch (const std::exception& e) {
     log_error(j.file + ": " + e.what());

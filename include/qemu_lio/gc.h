@@ -40,6 +40,7 @@ std::vector<VmStatus> vm_statuses(ConfigFs& fs, const std::string& state_dir);
 struct GcEffects {
   ConfigFs& fs;
   ForgetJournal forget;
+  ServedEffects served = ServedEffects::real();
   /// The real tree; journals are deleted.
   static GcEffects real(ConfigFs& fs) { return {fs, unlink_journal}; }
 };

@@ -29,6 +29,11 @@ struct ImageInfo {
   /// What the checked file is, as file_identity() spells it: "DEV:INO" for a file (st_dev,
   /// st_ino), "b:MAJOR:MINOR" for a block device (st_rdev). "" if unknown (tests).
   std::string file_id;
+  /// "raw": LIO reads the file or device itself. Any other format (the caller's format=, or
+  /// detected): qemu-storage-daemon reads it and LIO serves its NBD device (served_disks.h);
+  /// `size` is then the file's, not the disk's.
+  std::string format = "raw";
+  bool served() const { return format != "raw"; }
 };
 
 /// The identity of the file or block device `path` names now (stat(2), symlinks followed,
@@ -39,8 +44,8 @@ std::string file_identity(const std::string& path);
 
 /// Stats, resolves and sniffs the image named by `spec`. Throws Error naming the image and
 /// the cause (missing, not a regular file or block device, empty, size not a multiple of
-/// the block size, a non-raw format, a path the kernel cannot take, no O_DIRECT for
-/// cache=none).
+/// the block size, a format header in a file whose name does not say that format, a path
+/// the kernel cannot take, no O_DIRECT for cache=none).
 ImageInfo inspect_image(const ImageSpec& spec);
 
 /// `path` made absolute against the working directory and normalised lexically: '.', '..'
@@ -60,5 +65,9 @@ bool block_device_discards(const std::string& sys_dev_dir);
 /// The format name if `header` (the first 512 bytes or fewer of an image) carries the magic
 /// of a non-raw format QEMU knows (qcow2, qcow, vmdk, vhdx, vdi, qed, vpc), else "".
 std::string detect_image_format(const std::string& header);
+
+/// True if the file name `path` ends in an extension that names `format` (".qcow2" for
+/// qcow2, ".vhd" for vpc, ...): a detected format is trusted only then.
+bool extension_names_format(const std::string& path, const std::string& format);
 
 }  // namespace qemu_lio

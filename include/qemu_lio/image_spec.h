@@ -40,10 +40,17 @@ struct ImageSpec {
   /// Several VMs may use this writable image at once: one storage object serves them all,
   /// and SCSI-3 persistent reservations work between them.
   bool share = false;
-  /// The caller said format=raw: the image is raw whatever its first sector holds, so the
-  /// header is not sniffed (a guest may write any bytes there, a qcow2 magic included).
-  bool format_raw = false;
+  /// The format the caller named (format=): "raw" means raw whatever its first sector holds,
+  /// so the header is not sniffed (a guest may write any bytes there, a qcow2 magic
+  /// included); any other is read by qemu-storage-daemon. Empty: detected (image_check.h).
+  std::string format;
 };
+
+/// True if `format` is one qemu-lio serves: "raw" (LIO reads the file or device itself) or an
+/// image format of QEMU's block layer that qemu-storage-daemon reads (image_formats()).
+bool known_image_format(const std::string& format);
+/// The image formats besides raw, for messages and --help.
+const char* image_formats();
 
 /// Splits a QEMU-style option string on ',' where ",," stands for a literal ','.
 std::vector<std::string> split_qemu_opts(std::string_view s);

@@ -15,7 +15,10 @@
 namespace qemu_lio {
 
 /// The journal format version this build writes and reads.
-constexpr int kJournalVersion = 1;
+/// Version 2 adds the storage daemon and NBD devices of served images: a build that knows
+/// only version 1 refuses such a journal rather than tear down half of it. Version 1
+/// journals (no served images) read the same.
+constexpr int kJournalVersion = 2;
 
 /// A journal as read back from disk.
 struct JournalContents {
@@ -48,6 +51,14 @@ struct JournalContents {
   /// The share=on disks: their storage object's name and unit serial.
   std::vector<std::pair<std::string, std::string>> shared_disks;
   std::vector<Undo> undo;  ///< steps for objects that may exist, oldest first
+  /// The qemu-storage-daemon that reads the VM's non-raw images, and their NBD devices
+  /// (served_disks.h). Torn down after every LIO object, devices before the daemon.
+  struct Served {
+    std::string pidfile, qmp_socket, nbd_socket, log;  ///< beside the journal
+    std::optional<ProcessId> daemon;  ///< once started
+    std::vector<std::string> nbd;     ///< backend identifiers of devices that may exist
+  };
+  std::optional<Served> served;
   bool complete = false;   ///< provisioning finished ("ready" record)
 };
 
@@ -90,6 +101,13 @@ class JournalWriter {
   /// name, unique on the host) with unit serial `serial`: once no object has that serial any
   /// more, the teardown deletes the file the kernel keeps its reservations in.
   void shared_disk(const std::string& object, const std::string& serial);
+  /// Records the storage daemon's files, before it is started (with `daemon` unset), and
+  /// the daemon itself once it runs.
+  void storage_daemon(const JournalContents::Served& files);
+  void storage_daemon_started(const ProcessId& daemon);
+  /// Records an NBD device about to be connected with backend identifier `id`
+  /// (cancelled=false), or that was not connected (true).
+  void nbd(const std::string& id, bool cancelled);
   /// Records that provisioning completed.
   void ready();
   /// Deletes the journal: call only once the kernel is clean.
@@ -134,6 +152,15 @@ class JournalLock {
 
 /// Reads a journal; throws Error if it is unreadable or of an unknown version.
 JournalContents read_journal(const std::string& file);
+
+/// The start of the backend identifier ("qemu-lio:<journal file name>:") of every NBD device
+/// the journal's run connects: the kernel shows it in /sys/block/nbdN/backend, and it alone
+/// says a device is ours (the kernel checks no owner on disconnect).
+std::string nbd_backend_prefix(const std::string& journal_file);
+
+/// True if `path` is one of the storage daemon's files of `journal_file`: directly beside
+/// it, named "<journal file name>.<suffix>".
+bool is_served_file_of(const std::string& journal_file, const std::string& path);
 
 /// Journal files in `state_dir`, sorted; empty if the directory does not exist.
 std::vector<std::string> list_journals(const std::string& state_dir);

@@ -49,4 +49,7 @@ std::vector<CheckItem> preflight(const std::string& configfs_root, const std::st
 /// True if /sys/module/<name> exists.
 bool module_loaded(const std::string& name);
 
+/// Loads module `name` with `params` unless it is loaded; true if it is loaded afterwards.
+bool load_module(const std::string& name, const std::vector<std::string>& params);
+
 }  // namespace qemu_lio

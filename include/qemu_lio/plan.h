@@ -54,6 +54,9 @@ struct DiskPlan {
   std::string so_name;   ///< storage object name ("<vm>-disk<i>")
   std::string hba_var;   ///< the variable naming its HBA ("HBA0")
   std::string plugin;    ///< "fileio" or "iblock"
+  /// A served image (not raw, served_disks.h): the variable naming its NBD device ("NBD<i>"),
+  /// which the run binds before the disk's first step; "" for a raw image.
+  std::string nbd_var;
   /// The controller it shares with other disks of the plan ("" when it has its own). Every
   /// disk of a controller has the controller's wwn and nexus; its own serial.
   std::string controller;

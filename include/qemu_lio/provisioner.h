@@ -69,6 +69,10 @@ class Provisioner {
   /// The HBA variables bound so far ("HBA0" -> "fileio_3").
   const std::vector<std::pair<std::string, std::string>>& bindings() const { return vars_; }
 
+  /// Binds the variables made outside configfs before apply() (a served image's NBD device,
+  /// "NBD0" -> "/dev/nbd3"): every disk's steps see them.
+  void bind(const std::vector<std::pair<std::string, std::string>>& vars) { preset_ = vars; }
+
   /// Sets the observer (see UndoObserver); a claim reports each name it tries.
   void set_observer(UndoObserver obs) { observer_ = std::move(obs); }
 
@@ -86,6 +90,7 @@ class Provisioner {
   std::mutex mu_;  ///< guards undo_, vars_ and next_hba_ while disks run in parallel
   std::vector<Undo> undo_;  ///< in creation order: each disk's steps in its own order
   Bindings vars_;
+  Bindings preset_;  ///< see bind()
   std::map<std::string, int> next_hba_;  ///< per "target/core/<plugin>": where to probe next
   UndoObserver observer_;
 };

@@ -55,6 +55,10 @@ class StorageDaemon {
 
   pid_t pid() const { return pid_; }
 
+  /// Hands the daemon on (a journal records it; the teardown stops it): the destructor
+  /// leaves it running.
+  void release() { pid_ = -1; }
+
   /// SIGTERM (the daemon then closes its exports, flushes and syncs every image, QS3), and
   /// after `grace` SIGKILL; waits for the exit. Returns true if it ended on SIGTERM with
   /// status 0. Idempotent; never throws.

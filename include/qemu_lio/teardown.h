@@ -10,6 +10,7 @@
 #include "qemu_lio/configfs.h"
 #include "qemu_lio/journal.h"
 #include "qemu_lio/provisioner.h"
+#include "qemu_lio/served_disks.h"
 
 namespace qemu_lio {
 
@@ -29,9 +30,11 @@ struct TeardownResult {
 };
 
 /// Removes the objects of `j` through `fs` in reverse order (EBUSY retried under `retry`,
-/// ENOENT counts as done), then calls `forget(j.file)` if none is left. Never throws.
+/// ENOENT counts as done), then its served images' NBD devices and storage daemon through
+/// `served`, then calls `forget(j.file)` if none is left. Never throws.
 TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const RetryPolicy& retry,
-                                const ForgetJournal& forget = unlink_journal) noexcept;
+                                const ForgetJournal& forget = unlink_journal,
+                                const ServedEffects& served = ServedEffects::real()) noexcept;
 
 /// teardown_journal for the journal `file`, read and torn down under its JournalLock, so an
 /// attach or detach of the same set is either wholly before or wholly after. A journal
@@ -39,7 +42,8 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
 /// `others` (objects a live run's journal records: gc's view) are not this journal's to undo.
 TeardownResult teardown_journal_file(ConfigFs& fs, const std::string& file, const RetryPolicy& retry,
                                      const ForgetJournal& forget = unlink_journal,
-                                     const std::set<std::string>& others = {}) noexcept;
+                                     const std::set<std::string>& others = {},
+                                     const ServedEffects& served = ServedEffects::real()) noexcept;
 
 /// True if `u`'s object still exists and is this set's to remove: a share=on disk's object
 /// and HBA stay, rightly, while another VM uses them, and are not counted.

@@ -97,14 +97,28 @@ struct Magic {
 
 class ImageFormatTest : public ImageCheckTest, public ::testing::WithParamInterface<Magic> {};
 
-TEST_P(ImageFormatTest, NonRawHeaderIsRefusedWithoutAConversionHint) {
+TEST_P(ImageFormatTest, AHeaderInAFileNotNamedForItIsRefused) {
+  // A guest may write a format header (with a backing file naming any host file) into its
+  // raw disk's first sector: the next start must not read the disk in that format.
+  const std::string f = GetParam().format;
   write_file(dir_ / "img", 1 << 20, GetParam().header);
   std::string msg = refusal(dir_ / "img");
-  EXPECT_EQ(msg, dir_ / "img" + ": has a " + GetParam().format +
-                     " header; LIO serves raw images only: if this is a raw disk, set format=raw");
+  EXPECT_EQ(msg, dir_ / "img" + ": has a " + f + " header but its name does not say " + f + ": set format=" + f +
+                     " to serve it as " + f + ", or format=raw if it is a raw disk");
   // qemu-img on guest-written bytes would follow a crafted backing file name.
   EXPECT_EQ(msg.find("qemu-img"), std::string::npos) << msg;
-  EXPECT_EQ(detect_image_format(GetParam().header), GetParam().format);
+  EXPECT_EQ(detect_image_format(GetParam().header), f);
+}
+
+TEST_P(ImageFormatTest, AHeaderInAFileNamedForItIsServed) {
+  const std::string f = GetParam().format;
+  const std::string ext = f == "vpc" ? ".vhd" : "." + f;
+  write_file(dir_ / ("img" + ext), 1 << 20, GetParam().header);
+  ImageInfo info = accepted(dir_ / ("img" + ext));
+  EXPECT_EQ(info.format, f);
+  EXPECT_TRUE(info.served());
+  // Named by the caller, the format is taken without looking at the header.
+  EXPECT_EQ(accepted(dir_ / ("img" + ext) + ",format=" + f).format, f);
 }
 
 TEST_P(ImageFormatTest, FormatRawServesTheImageWhateverItsFirstSectorHolds) {

@@ -115,12 +115,15 @@ TEST(ParseImageSpec, BadValuesNameTheKey) {
   EXPECT_NE(usage_error("a,addr=").find("image key addr"), std::string::npos);
 }
 
-TEST(ParseImageSpec, FormatIsRawOnly) {
-  EXPECT_FALSE(parse_image_spec("/img/a.raw").format_raw);
-  EXPECT_TRUE(parse_image_spec("/img/a.raw,format=raw").format_raw);
-  EXPECT_EQ(usage_error("/img/a.raw,format=qcow2"),
-            "image key format: format 'qcow2' is not supported: LIO serves raw images only");
-  EXPECT_NE(usage_error("/img/a.raw,format=").find("not supported"), std::string::npos);
+TEST(ParseImageSpec, FormatIsRawOrAnImageFormatOfQemu) {
+  EXPECT_EQ("", parse_image_spec("/img/a.raw").format);
+  EXPECT_EQ("raw", parse_image_spec("/img/a.raw,format=raw").format);
+  EXPECT_EQ("qcow2", parse_image_spec("/img/a.qcow2,format=qcow2").format);
+  EXPECT_EQ("vmdk", parse_image_spec("/img/a,format=vmdk").format);
+  // Protocol drivers are not formats: named as one they would reach past the image.
+  for (const char* bad : {"nbd", "file", "host_device", "", "QCOW2"})
+    EXPECT_EQ(usage_error(std::string("/img/a,format=") + bad),
+              std::string("image key format: '") + bad + "' is not raw or one of " + image_formats());
 }
 
 TEST(ParseImageSpec, FdSetsAreRefused) {

@@ -1,0 +1,53 @@
+#pragma once
+// Images in a format LIO cannot read (qcow2, vmdk, ...): one qemu-storage-daemon per VM reads
+// them and exports each over NBD on a private unix socket, the kernel's NBD client makes each
+// export a /dev/nbdN, and LIO's iblock serves that device (the plan names it "$NBD<i>",
+// plan_builder.h). This unit makes the daemon and the devices, each journalled before it
+// exists, and removes them after the LIO objects above them (docs/nbd-facts.md).
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qemu_lio/journal.h"
+#include "qemu_lio/plan.h"
+
+namespace qemu_lio {
+
+/// The storage daemon's files for the journal `journal_file` (beside it, named after it).
+JournalContents::Served served_files(const std::string& journal_file);
+
+/// Starts one qemu-storage-daemon (`exe`) for the served disks of `plan` and connects one NBD
+/// device per disk; returns the bindings of their DiskPlan::nbd_var to "/dev/nbdN". Each is journalled in
+/// `journal` before it exists. Waits at most `timeout` for the daemon and each handshake.
+/// Throws Error naming the image (the daemon's own reason when it refuses one: a missing
+/// backing file, a locked image, a corrupt header); what was made stays journalled for the
+/// teardown.
+std::vector<std::pair<std::string, std::string>> serve_images(const Plan& plan, JournalWriter& journal,
+                                                              const std::string& exe,
+                                                              std::chrono::milliseconds timeout);
+
+/// What removing a served set does: the real system, or gc --dry-run's account of it.
+struct ServedEffects {
+  /// Disconnects the NBD device whose backend identifier is `id`, if it is connected;
+  /// returns {was connected, still connected}.
+  std::function<std::pair<bool, bool>(const std::string& id)> disconnect;
+  /// Stops the storage daemon the record names, if it runs; returns {ran, still runs}.
+  std::function<std::pair<bool, bool>(const JournalContents::Served&)> stop_daemon;
+  /// Disconnect (netlink) and stop (SIGTERM, then SIGKILL) for real.
+  static ServedEffects real();
+  /// Only says, through `say`, what real() would do (gc --dry-run).
+  static ServedEffects dry_run(std::function<void(const std::string&)> say);
+};
+
+/// The index of the connected NBD device whose backend identifier is `id` (a scan of
+/// /sys/block/nbd*), or -1.
+int find_nbd_device(const std::string& id);
+
+/// Removes the served part of a set (the LIO objects above it are gone): every NBD device,
+/// newest first, then the daemon. Returns {present before, still present}.
+std::pair<int, int> teardown_served(const JournalContents::Served& s, const ServedEffects& fx);
+
+}  // namespace qemu_lio
