@@ -310,7 +310,7 @@ if rss:
 JOBS = [("rr4k-qd1", "4k randread qd1", "read"), ("rr4k-qd32", "4k randread qd32", "read"),
         ("rw4k-qd1", "4k randwrite qd1", "write"), ("rw4k-qd32", "4k randwrite qd32", "write"),
         ("sr1m", "1M seq read qd8", "read"), ("sw1m", "1M seq write qd8", "write")]
-TARGETS = ["raw", "raw-buffered", "lio-writeback", "lio-writethrough", "lio-none"]
+TARGETS = ["raw", "raw-buffered", "lio-writeback", "lio-writethrough", "lio-none", "qcow2-writeback", "qcow2-none"]
 dp = R["data_plane"]
 for t in TARGETS:
     for job, _, rw in JOBS:
@@ -328,7 +328,8 @@ if "raw" in dp:
     p()
     p("4k rows: IOPS; 1M rows: MB/s; in parentheses the ratio to `raw` (fio O_DIRECT on the image file). "
       "`raw-buffered` is fio on the same file without O_DIRECT (what LIO's writeback mode does "
-      "underneath). Every LIO run is O_DIRECT on /dev/sdX.")
+      "underneath). Every LIO run is O_DIRECT on /dev/sdX. `qcow2-*` is a preallocated qcow2 image "
+      "served by qemu-storage-daemon over NBD (/dev/nbdN) and iblock, in that cache mode.")
     p()
     hdr = [t for t in TARGETS if t in dp]
     p("| job | " + " | ".join(hdr) + " |")
@@ -366,6 +367,13 @@ if "raw" in dp:
             r = d[job]["ratio_raw"]
             target(f"data plane, default cache={default_mode}: {label} >= {int(limit * 100)}% of raw",
                    round(r, 2), limit, r >= limit)
+    # Issue 12: the qcow2 path at 1M against the raw fileio path in the same cache mode.
+    q, f = dp.get(f"qcow2-{default_mode}", {}), dp.get(f"lio-{default_mode}", {})
+    for job, label in (("sr1m", "1M seq read"), ("sw1m", "1M seq write")):
+        if job in q and job in f and f[job]["mb_s"]:
+            r = q[job]["mb_s"] / f[job]["mb_s"]
+            target(f"qcow2 served, cache={default_mode}: {label} >= 50% of the raw fileio path", round(r, 2), 0.5,
+                   r >= 0.5)
 
 # ---- nested ----------------------------------------------------------------------------
 for kind in ("vhost-scsi", "virtio-blk"):

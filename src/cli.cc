@@ -20,7 +20,8 @@ po::options_description run_options(RunOptions& o) {
       ("image", po::value(&o.images)->composing()->value_name("SPEC"),
        "disk to export over vhost-scsi; repeatable. SPEC = PATH[,key=value]... "
        "(\",,\" is a literal comma). Keys: wwn, serial, block-size, cache, discard, "
-       "readonly, format (raw only: skips the header check), bootindex, num-queues, "
+       "readonly, format (raw: skips the header check; qcow2, vmdk, ...: served by "
+       "qemu-storage-daemon over NBD), bootindex, num-queues, "
        "max-sectors, id, bus, addr, controller (disks naming one controller share one "
        "vhost-scsi-pci device as LUNs 0..N), share (several VMs write one image, with "
        "SCSI-3 persistent reservations between them)")

@@ -305,11 +305,13 @@ reject() {  # WANT-RC DESCRIPTION ARGS...
 scenario_bad_input_catalogue() {
   local g=$IMG/good.img long dev
   pattern_image "$g"
+  # Format headers in files whose names do not say the format (a guest can write them into
+  # its raw disk): refused. A named, well-formed image is served (formats.sh).
   printf 'QFI\373' > "$IMG/q.img"; truncate -s 1M "$IMG/q.img"
-  printf 'KDMV' > "$IMG/v.vmdk"; truncate -s 1M "$IMG/v.vmdk"
-  printf 'vhdxfile' > "$IMG/x.vhdx"; truncate -s 1M "$IMG/x.vhdx"
-  printf 'QED\0' > "$IMG/e.qed"; truncate -s 1M "$IMG/e.qed"
-  truncate -s 1M "$IMG/d.vdi"; printf '\177\020\332\276' | dd of="$IMG/d.vdi" bs=1 seek=64 conv=notrunc status=none
+  printf 'KDMV' > "$IMG/v-vmdk.img"; truncate -s 1M "$IMG/v-vmdk.img"
+  printf 'vhdxfile' > "$IMG/x-vhdx.img"; truncate -s 1M "$IMG/x-vhdx.img"
+  printf 'QED\0' > "$IMG/e-qed.img"; truncate -s 1M "$IMG/e-qed.img"
+  truncate -s 1M "$IMG/d-vdi.img"; printf '\177\020\332\276' | dd of="$IMG/d-vdi.img" bs=1 seek=64 conv=notrunc status=none
   mkdir -p "$IMG/with,comma" "$IMG/dir.img"; cp "$g" "$IMG/with,comma/c.img"
   cp "$g" "$IMG/new
 line.img"
@@ -328,10 +330,10 @@ line.img"
   reject 1 "missing image" qlio --image "$IMG/missing.img" -- "$S"
   reject 1 "relative missing image" qlio --image "nope/missing.img" -- "$S"
   reject 1 "qcow2 magic" qlio --image "$IMG/q.img" -- "$S"
-  reject 1 "vmdk magic" qlio --image "$IMG/v.vmdk" -- "$S"
-  reject 1 "vhdx magic" qlio --image "$IMG/x.vhdx" -- "$S"
-  reject 1 "qed magic" qlio --image "$IMG/e.qed" -- "$S"
-  reject 1 "vdi magic" qlio --image "$IMG/d.vdi" -- "$S"
+  reject 1 "vmdk magic" qlio --image "$IMG/v-vmdk.img" -- "$S"
+  reject 1 "vhdx magic" qlio --image "$IMG/x-vhdx.img" -- "$S"
+  reject 1 "qed magic" qlio --image "$IMG/e-qed.img" -- "$S"
+  reject 1 "vdi magic" qlio --image "$IMG/d-vdi.img" -- "$S"
   reject 1 "path with a comma" qlio --image "$IMG/with,,comma/c.img" -- "$S"
   reject 1 "path with a newline" qlio --image "$IMG/new
 line.img" -- "$S"

@@ -42,7 +42,7 @@ scenario_format_raw() {
   rc=0
   qlio --image "$img" -- "$STANDIN" 2> "$WORK/err" || rc=$?
   assert_eq 1 "$rc" "status without format=raw"
-  grep -qF "$img: has a qcow2 header; LIO serves raw images only: if this is a raw disk, set format=raw" \
+  grep -qF "$img: has a qcow2 header but its name does not say qcow2: set format=qcow2 to serve it as qcow2, or format=raw if it is a raw disk" \
     "$WORK/err" || fail "message: $(cat "$WORK/err")"
   if grep -q 'qemu-img' "$WORK/err"; then fail "message still suggests qemu-img: $(cat "$WORK/err")"; fi
   assert_eq "$before" "$(configfs_snapshot)" "configfs after the refusal"
@@ -70,16 +70,17 @@ scenario_format_raw() {
   assert_eq 0 "$rc" "status with readconfig format = raw ($(cat "$WORK/err"))"
   assert_eq 1 "$(cat "$WORK/targets")" "vhost targets while QEMU ran (-readconfig)"
 
-  # Not raw, said by the caller: a usage error without a conversion hint.
+  # Not an image format (a protocol driver would reach past the image): a usage error
+  # without a conversion hint.
   rc=0
-  QEMU_LIO_QEMU=$STANDIN dropin -drive "file=$img,format=qcow2,if=vhost-scsi" 2> "$WORK/err" || rc=$?
-  assert_eq 2 "$rc" "status with -drive format=qcow2"
-  grep -qF "format 'qcow2' cannot be served: LIO serves raw images only" "$WORK/err" || fail "message: $(cat "$WORK/err")"
+  QEMU_LIO_QEMU=$STANDIN dropin -drive "file=$img,format=nbd,if=vhost-scsi" 2> "$WORK/err" || rc=$?
+  assert_eq 2 "$rc" "status with -drive format=nbd"
+  grep -qF "format 'nbd' is not raw or one of qcow2," "$WORK/err" || fail "message: $(cat "$WORK/err")"
   if grep -q 'qemu-img' "$WORK/err"; then fail "message suggests qemu-img: $(cat "$WORK/err")"; fi
   rc=0
-  qlio --image "$img,format=qcow2" -- "$STANDIN" 2> "$WORK/err" || rc=$?
-  assert_eq 2 "$rc" "status with --image format=qcow2"
-  grep -qF "format 'qcow2' is not supported" "$WORK/err" || fail "message: $(cat "$WORK/err")"
+  qlio --image "$img,format=file" -- "$STANDIN" 2> "$WORK/err" || rc=$?
+  assert_eq 2 "$rc" "status with --image format=file"
+  grep -qF "image key format: 'file' is not raw or one of qcow2," "$WORK/err" || fail "message: $(cat "$WORK/err")"
 
   # QEMU fd sets cannot reach LIO: one line, exit 2.
   rc=0
