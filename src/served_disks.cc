@@ -84,15 +84,18 @@ bool gone_within(const ProcessId& p, std::chrono::milliseconds limit) {
 }
 
 // The daemon a record names: its recorded identity, or (a wrapper killed between start and
-// record) the process its pidfile names if that process was started with this pidfile.
+// record) the process its pidfile names. Either way only a process started with this set's
+// pidfile on its command line: gc signals it as root.
 std::optional<ProcessId> recorded_daemon(const JournalContents::Served& s) {
-  if (s.daemon) return process_alive(*s.daemon) ? s.daemon : std::nullopt;
-  long pid = 0;
-  std::ifstream in(s.pidfile);
-  if (!(in >> pid) || pid <= 0) return std::nullopt;
-  auto p = identify_process(static_cast<pid_t>(pid));
+  std::optional<ProcessId> p = s.daemon;
+  if (!p) {
+    long pid = 0;
+    std::ifstream in(s.pidfile);
+    if (!(in >> pid) || pid <= 0) return std::nullopt;
+    p = identify_process(static_cast<pid_t>(pid));
+  }
   if (!p || !process_alive(*p)) return std::nullopt;
-  std::ifstream cmd(fmt::format("/proc/{}/cmdline", pid));
+  std::ifstream cmd(fmt::format("/proc/{}/cmdline", p->pid));
   std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
   if (args.find(std::string("--pidfile") + '\0' + s.pidfile + '\0') == std::string::npos) return std::nullopt;
   return p;
