@@ -111,7 +111,15 @@ std::unique_ptr<ProvisionedRun> provision(const LaunchRequest& req, Prepared& p,
     run->daemon_pidfile(req.libvirt->pidfile);
     run->libvirt_domain(req.libvirt->uuid, req.libvirt->await_seconds);
   }
-  run->provision(p.plan);
+  // A served image's backing files are opened by its storage daemon: each must pass the
+  // same policy as an image named on the command line.
+  run->provision(p.plan, [&](const std::string& file) {
+    ImageSpec spec;
+    spec.path = file;
+    ImageInfo info;
+    info.canonical_path = file;
+    check_image_policy(req.config, spec, info);
+  });
   if (p.control.enabled()) run->control_socket(p.control);
   return run;
 }

@@ -59,7 +59,7 @@ ProvisionedRun::~ProvisionedRun() {
   finish();
 }
 
-void ProvisionedRun::provision(const Plan& checked) {
+void ProvisionedRun::provision(const Plan& checked, const std::function<void(const std::string&)>& check_file) {
   StateLock lock(state_dir_);
   // A share=on disk's last other VM can leave between the scan and the join; the objects of
   // the attempt are rolled back, and the next one makes the disk anew. Its teardown is
@@ -85,7 +85,7 @@ void ProvisionedRun::provision(const Plan& checked) {
       }
       // A failure here leaves the daemon and devices made so far in the journal: the
       // teardown (this object's destructor) removes them.
-      devices = serve_images(plan, journal_, "qemu-storage-daemon", kServeTimeout);
+      devices = serve_images(plan, journal_, "qemu-storage-daemon", kServeTimeout, check_file);
     }
     Provisioner prov(fs_);
     prov.bind(devices);

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -168,9 +170,29 @@ JournalContents::Served served_files(const std::string& journal_file) {
   return s;
 }
 
-std::vector<std::pair<std::string, std::string>> serve_images(const Plan& plan, JournalWriter& journal,
-                                                              const std::string& exe,
-                                                              std::chrono::milliseconds timeout) {
+std::vector<std::string> open_files(pid_t pid) {
+  std::vector<std::string> out;
+  const std::string dir = fmt::format("/proc/{}/fd", pid);
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) throw Error(dir, "cannot list: " + errno_string(errno));
+  while (struct dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string fd = dir + "/" + e->d_name;
+    struct stat st{};
+    char target[PATH_MAX];
+    const ssize_t n = ::readlink(fd.c_str(), target, sizeof target - 1);
+    if (n <= 0 || ::stat(fd.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    out.emplace_back(target, static_cast<size_t>(n));
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> serve_images(
+    const Plan& plan, JournalWriter& journal, const std::string& exe, std::chrono::milliseconds timeout,
+    const std::function<void(const std::string& file)>& check_file) {
   std::vector<size_t> served;
   std::vector<DaemonImage> images;
   for (size_t i = 0; i < plan.disks.size(); ++i) {
@@ -190,9 +212,15 @@ std::vector<std::pair<std::string, std::string>> serve_images(const Plan& plan, 
   journal.storage_daemon(files);
   StorageDaemon daemon(exe, images, {files.qmp_socket, files.nbd_socket, files.pidfile, files.log},
                        served.size() == 1 ? first : plan.vm_name, timeout);
-  journal.storage_daemon_started(identify_process(daemon.pid()).value_or(ProcessId{daemon.pid(), 0}));
+  const pid_t daemon_pid = daemon.pid();
+  journal.storage_daemon_started(identify_process(daemon_pid).value_or(ProcessId{daemon_pid, 0}));
   // From here the journal owns it: the teardown stops it after the devices above it.
   daemon.release();
+  // The daemon opened every backing file the images name: a file the host's policy does not
+  // allow is refused before any guest can read it. Its own log is not an image.
+  if (check_file)
+    for (const std::string& f : open_files(daemon_pid))
+      if (f != files.log) check_file(f);
 
   NbdNetlink nl(first);
   std::vector<std::pair<std::string, std::string>> bindings;

@@ -3,6 +3,7 @@
 // we die, and the LIO objects themselves (through the journal). Destroying it before QEMU
 // started rolls everything back; once QEMU runs, nothing here ever removes a disk under it.
 
+#include <functional>
 #include <string>
 
 #include "qemu_lio/backstop.h"
@@ -37,7 +38,8 @@ class ProvisionedRun {
   /// Checks `plan` against the live tree and applies it, as one step under the state lock
   /// (two runs on one image cannot both pass the check). Every object is journalled before
   /// it exists. On failure the kernel is as it was and Error is thrown.
-  void provision(const Plan& plan);
+  /// `check_file` vets each file a served image's storage daemon opened (see serve_images).
+  void provision(const Plan& plan, const std::function<void(const std::string&)>& check_file = {});
 
   /// Run in QEMU's process between fork and exec: names it in the journal before it may
   /// run. Throws Error if the record cannot be written (QEMU then does not start).

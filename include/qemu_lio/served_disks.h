@@ -25,9 +25,15 @@ JournalContents::Served served_files(const std::string& journal_file);
 /// Throws Error naming the image (the daemon's own reason when it refuses one: a missing
 /// backing file, a locked image, a corrupt header); what was made stays journalled for the
 /// teardown.
-std::vector<std::pair<std::string, std::string>> serve_images(const Plan& plan, JournalWriter& journal,
-                                                              const std::string& exe,
-                                                              std::chrono::milliseconds timeout);
+/// Once the daemon is ready, `check_file` is called with every regular file it has open (the
+/// images and their backing files): it throws Error to refuse one (the host's `allow`
+/// policy, which a backing file must not escape).
+std::vector<std::pair<std::string, std::string>> serve_images(
+    const Plan& plan, JournalWriter& journal, const std::string& exe, std::chrono::milliseconds timeout,
+    const std::function<void(const std::string& file)>& check_file = {});
+
+/// The regular files process `pid` has open, by canonical path.
+std::vector<std::string> open_files(pid_t pid);
 
 /// What removing a served set does: the real system, or gc --dry-run's account of it.
 struct ServedEffects {

@@ -215,3 +215,20 @@ TEST_F(ServedJournalTest, LioObjectsGoFirstAndTheFilesWithTheJournal) {
 
 }  // namespace
 }  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+TEST(OpenFiles, ListsTheRegularFilesAProcessHoldsOpen) {
+  TempDir dir;
+  const std::string f = dir / "backing.img";
+  std::ofstream(f) << "x";
+  const std::vector<std::string> before = open_files(::getpid());
+  EXPECT_EQ(std::find(before.begin(), before.end(), f), before.end());
+  std::ifstream held(f);
+  const std::vector<std::string> now = open_files(::getpid());
+  EXPECT_NE(std::find(now.begin(), now.end(), f), now.end());
+}
+
+}  // namespace
+}  // namespace qemu_lio
