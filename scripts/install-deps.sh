@@ -7,8 +7,8 @@ build_pkgs=(g++ cmake make libboost-program-options-dev libboost-filesystem-dev 
             libfmt-dev libgtest-dev nlohmann-json3-dev libpugixml-dev
             dpkg-dev)    # scripts/package.sh: dpkg-shlibdeps for the .deb's Depends
 # The real-kernel VM tests: a Debian kernel under QEMU TCG, with the host's own QEMU,
-# targetcli and fio running inside it.
-vm_pkgs=(qemu-system-x86 busybox-static cpio kmod targetcli-fb fio sg3-utils e2fsprogs dbus
+# targetcli and fio running inside it. qemu-utils: qemu-img and qemu-io for the formats suite.
+vm_pkgs=(qemu-system-x86 qemu-utils busybox-static cpio kmod targetcli-fb fio sg3-utils e2fsprogs dbus
          xz-utils zstd libvirt-daemon-system libvirt-clients)
 # The package's lintian check and the man page's lint (docs test).
 check_pkgs=(lintian mandoc)

@@ -194,6 +194,9 @@ ImageInfo inspect_image(const ImageSpec& spec) {
     // The daemon reads the file; LIO serves its NBD device, whose size the format decides.
     if (info.kind != ImageKind::kFile)
       throw Error(given, fmt::format("format {} is served from image files only, not block devices", info.format));
+    // A read-only export offers no TRIM, so its NBD device cannot discard and iblock refuses
+    // emulate_tpu=1 there; a writable one with discard=unmap always offers it.
+    info.discard_supported = !spec.readonly;
     return info;
   }
   if (info.size % spec.block_size != 0)

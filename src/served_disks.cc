@@ -217,10 +217,10 @@ std::vector<std::pair<std::string, std::string>> serve_images(
   // From here the journal owns it: the teardown stops it after the devices above it.
   daemon.release();
   // The daemon opened every backing file the images name: a file the host's policy does not
-  // allow is refused before any guest can read it. Its own log is not an image.
+  // allow is refused before any guest can read it. Its own log and pidfile are not images.
   if (check_file)
     for (const std::string& f : open_files(daemon_pid))
-      if (f != files.log) check_file(f);
+      if (f != files.log && f != files.pidfile) check_file(f);
 
   NbdNetlink nl(first);
   std::vector<std::pair<std::string, std::string>> bindings;

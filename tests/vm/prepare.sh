@@ -24,7 +24,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/initrd-lib.sh"
 
 CACHE=${QEMU_LIO_VM_CACHE:-/var/cache/qemu-lio-vm}
-PACKAGES="qemu-system-x86 busybox-static cpio kmod targetcli-fb fio sg3-utils e2fsprogs dbus"
+PACKAGES="qemu-system-x86 qemu-utils busybox-static cpio kmod targetcli-fb fio sg3-utils e2fsprogs dbus"
 
 log() { echo "prepare: $*" >&2; }
 die() { echo "prepare: error: $*" >&2; exit 1; }
