@@ -103,9 +103,11 @@ std::string detect_image_format(const std::string& h) {
 }
 
 bool extension_names_format(const std::string& path, const std::string& format) {
+  // Only formats whose every file starts with its header. A raw vmdk extent ("-flat.vmdk")
+  // and a fixed VHD (footer only) are raw disks with those extensions: a guest could write a
+  // descriptor naming any host file into their first sector. vmdk and vpc need format=.
   static const std::vector<std::pair<std::string, std::string>> names = {
-      {".qcow2", "qcow2"}, {".qcow", "qcow2"}, {".qcow", "qcow"}, {".vmdk", "vmdk"}, {".vhdx", "vhdx"},
-      {".vdi", "vdi"},     {".qed", "qed"},    {".vhd", "vpc"},   {".vpc", "vpc"}};
+      {".qcow2", "qcow2"}, {".vhdx", "vhdx"}, {".vdi", "vdi"}, {".qed", "qed"}};
   const std::string base = path.substr(path.rfind('/') + 1);
   for (const auto& [ext, f] : names)
     if (f == format && base.size() > ext.size() &&
@@ -185,9 +187,9 @@ ImageInfo inspect_image(const ImageSpec& spec) {
     header.resize(static_cast<size_t>(n));
     const std::string found = detect_image_format(header);
     if (!found.empty() && (info.kind != ImageKind::kFile || !extension_names_format(p, found)))
-      throw Error(given, fmt::format("has a {} header but its name does not say {}: set format={} to serve it as "
-                                     "{}, or format=raw if it is a raw disk",
-                                     found, found, found, found));
+      throw Error(given, fmt::format("has a {0} header but its name does not say {0}: set format={0} to serve it "
+                                     "as {0}, or format=raw if it is a raw disk",
+                                     found));
     if (!found.empty()) info.format = found;
   }
   if (info.served()) {

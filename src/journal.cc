@@ -360,18 +360,20 @@ JournalContents read_journal(const std::string& file) {
     } else if (tag == "ready") {
       j.complete = true;
     } else if (tag == "serve") {
-      // gc signals the daemon these name and deletes the files: only files directly beside
-      // this journal, named after it, are ours.
-      JournalContents::Served s;
-      std::string* fields[] = {&s.pidfile, &s.qmp_socket, &s.nbd_socket, &s.log};
-      for (std::string* v : fields) {
+      // gc signals the daemon these name and deletes the files: they are this journal's
+      // own names, rebuilt from the path it is read by (whatever its directory is called);
+      // a record naming anything else is not ours.
+      const JournalContents::Served own = served_files(file);
+      const std::string* expected[] = {&own.pidfile, &own.qmp_socket, &own.nbd_socket, &own.log};
+      for (const std::string* want : expected) {
         std::string raw;
         f >> raw;
-        *v = journal_unescape(raw);
-        if (!is_served_file_of(file, *v))
-          throw Error(file, fmt::format("record {}: {} is not a file of this journal's storage daemon", record, *v));
+        const std::string v = journal_unescape(raw);
+        const std::string name = v.substr(v.rfind('/') + 1);
+        if (name != want->substr(want->rfind('/') + 1))
+          throw Error(file, fmt::format("record {}: {} is not a file of this journal's storage daemon", record, v));
       }
-      j.served = s;
+      j.served = own;
     } else if (tag == "daemon" && j.served) {
       ProcessId p;
       f >> p.pid >> p.start_time;
@@ -411,12 +413,13 @@ std::string nbd_backend_prefix(const std::string& journal_file) {
   return "qemu-lio:" + journal_file.substr(journal_file.rfind('/') + 1) + ":";
 }
 
-bool is_served_file_of(const std::string& journal_file, const std::string& path) {
-  const size_t slash = journal_file.rfind('/');
-  const std::string dir = journal_file.substr(0, slash + 1);
-  const std::string stem = journal_file.substr(slash + 1);
-  return path.rfind(dir + stem + ".", 0) == 0 && path.find('/', dir.size()) == std::string::npos &&
-         path.find("..") == std::string::npos;
+JournalContents::Served served_files(const std::string& journal_file) {
+  JournalContents::Served s;
+  s.pidfile = journal_file + ".daemon.pid";
+  s.qmp_socket = journal_file + ".qmp.sock";
+  s.nbd_socket = journal_file + ".nbd.sock";
+  s.log = journal_file + ".daemon.log";
+  return s;
 }
 
 std::vector<std::string> list_journals(const std::string& state_dir) {

@@ -118,6 +118,8 @@ std::optional<ProcessId> recorded_daemon(const JournalContents::Served& s) {
   return p;
 }
 
+bool recorded_daemon_runs(const JournalContents::Served& s) { return recorded_daemon(s).has_value(); }
+
 std::pair<bool, bool> disconnect_for_real(const std::string& id) {
   const int index = find_nbd_device(id);
   if (index < 0) return {false, false};
@@ -161,15 +163,6 @@ std::pair<bool, bool> stop_for_real(const JournalContents::Served& s) {
 
 }  // namespace
 
-JournalContents::Served served_files(const std::string& journal_file) {
-  JournalContents::Served s;
-  s.pidfile = journal_file + ".daemon.pid";
-  s.qmp_socket = journal_file + ".qmp.sock";
-  s.nbd_socket = journal_file + ".nbd.sock";
-  s.log = journal_file + ".daemon.log";
-  return s;
-}
-
 std::vector<std::string> open_files(pid_t pid) {
   std::vector<std::string> out;
   const std::string dir = fmt::format("/proc/{}/fd", pid);
@@ -181,7 +174,7 @@ std::vector<std::string> open_files(pid_t pid) {
     struct stat st{};
     char target[PATH_MAX];
     const ssize_t n = ::readlink(fd.c_str(), target, sizeof target - 1);
-    if (n <= 0 || ::stat(fd.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (n <= 0 || ::stat(fd.c_str(), &st) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) continue;
     out.emplace_back(target, static_cast<size_t>(n));
   }
   ::closedir(d);
@@ -210,17 +203,27 @@ std::vector<std::pair<std::string, std::string>> serve_images(
                        "raw need it");
   const JournalContents::Served files = served_files(journal.path());
   journal.storage_daemon(files);
+  // Named in the journal the moment it exists: a wrapper killed while the daemon starts up
+  // leaves the backstop a pid to stop, not a daemon holding the image's lock for ever.
   StorageDaemon daemon(exe, images, {files.qmp_socket, files.nbd_socket, files.pidfile, files.log},
-                       served.size() == 1 ? first : plan.vm_name, timeout);
+                       served.size() == 1 ? first : plan.vm_name, timeout, [&](pid_t pid) {
+                         journal.storage_daemon_started(identify_process(pid).value_or(ProcessId{pid, 0}));
+                       });
   const pid_t daemon_pid = daemon.pid();
-  journal.storage_daemon_started(identify_process(daemon_pid).value_or(ProcessId{daemon_pid, 0}));
   // From here the journal owns it: the teardown stops it after the devices above it.
   daemon.release();
   // The daemon opened every backing file the images name: a file the host's policy does not
   // allow is refused before any guest can read it. Its own log and pidfile are not images.
-  if (check_file)
+  if (check_file) {
+    // Compared as the kernel names them: the state directory may be reached by a symlink.
+    auto canonical = [](const std::string& p) {
+      char buf[PATH_MAX];
+      return ::realpath(p.c_str(), buf) ? std::string(buf) : p;
+    };
+    const std::string log = canonical(files.log), pidfile = canonical(files.pidfile);
     for (const std::string& f : open_files(daemon_pid))
-      if (f != files.log && f != files.pidfile) check_file(f);
+      if (f != log && f != pidfile) check_file(f);
+  }
 
   NbdNetlink nl(first);
   std::vector<std::pair<std::string, std::string>> bindings;
@@ -259,7 +262,7 @@ int find_nbd_device(const std::string& id) {
   return found;
 }
 
-ServedEffects ServedEffects::real() { return {disconnect_for_real, stop_for_real}; }
+ServedEffects ServedEffects::real() { return {disconnect_for_real, stop_for_real, recorded_daemon_runs}; }
 
 ServedEffects ServedEffects::dry_run(std::function<void(const std::string&)> say) {
   return {[say](const std::string& id) -> std::pair<bool, bool> {
@@ -273,7 +276,8 @@ ServedEffects ServedEffects::dry_run(std::function<void(const std::string&)> say
             if (!p) return {false, false};
             say(fmt::format("would stop the storage daemon (pid {})", p->pid));
             return {true, false};
-          }};
+          },
+          recorded_daemon_runs};
 }
 
 std::pair<int, int> teardown_served(const JournalContents::Served& s, const ServedEffects& fx) {

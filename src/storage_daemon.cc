@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -99,7 +100,8 @@ std::vector<std::string> storage_daemon_args(const std::vector<DaemonImage>& ima
 }
 
 StorageDaemon::StorageDaemon(const std::string& exe, const std::vector<DaemonImage>& images, const DaemonFiles& files,
-                             const std::string& object, std::chrono::milliseconds timeout) {
+                             const std::string& object, std::chrono::milliseconds timeout,
+                             const std::function<void(pid_t)>& started) {
   const std::string path = find_executable(exe);
   if (path.empty())
     throw Error(object, exe + " not found: image formats other than raw need it (Debian: qemu-system-common)");
@@ -137,6 +139,8 @@ StorageDaemon::StorageDaemon(const std::string& exe, const std::vector<DaemonIma
     ::dup2(null, 0);
     ::dup2(null, 1);
     ::dup2(log, 2);
+    // Nothing else of ours (a caller's tap fds, pipes) goes with it.
+    ::syscall(SYS_close_range, 3U, ~0U, 0U);
     ::execv(path.c_str(), args.data());
     (void)!::write(2, exec_failed.data(), exec_failed.size());
     ::_exit(127);
@@ -146,6 +150,14 @@ StorageDaemon::StorageDaemon(const std::string& exe, const std::vector<DaemonIma
   ::close(null);
   if (pid_ < 0) throw Error(object, "cannot start the storage daemon: " + errno_string(fork_errno));
   log_verbose(fmt::format("started {} as pid {}", exe, pid_));
+  if (started) {
+    try {
+      started(pid_);
+    } catch (...) {
+      stop(std::chrono::milliseconds(0));
+      throw;
+    }
+  }
 
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {

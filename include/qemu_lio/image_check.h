@@ -66,8 +66,9 @@ bool block_device_discards(const std::string& sys_dev_dir);
 /// of a non-raw format QEMU knows (qcow2, qcow, vmdk, vhdx, vdi, qed, vpc), else "".
 std::string detect_image_format(const std::string& header);
 
-/// True if the file name `path` ends in an extension that names `format` (".qcow2" for
-/// qcow2, ".vhd" for vpc, ...): a detected format is trusted only then.
+/// True if the file name `path` ends in the extension of `format` (".qcow2", ".vhdx",
+/// ".vdi", ".qed"): a detected format is trusted only then. vmdk and vpc never are (their
+/// raw variants share the extension).
 bool extension_names_format(const std::string& path, const std::string& format);
 
 }  // namespace qemu_lio

@@ -158,9 +158,9 @@ JournalContents read_journal(const std::string& file);
 /// says a device is ours (the kernel checks no owner on disconnect).
 std::string nbd_backend_prefix(const std::string& journal_file);
 
-/// True if `path` is one of the storage daemon's files of `journal_file`: directly beside
-/// it, named "<journal file name>.<suffix>".
-bool is_served_file_of(const std::string& journal_file, const std::string& path);
+/// The storage daemon's files of the journal `journal_file`: beside it, named after it
+/// (".daemon.pid", ".qmp.sock", ".nbd.sock", ".daemon.log").
+JournalContents::Served served_files(const std::string& journal_file);
 
 /// Journal files in `state_dir`, sorted; empty if the directory does not exist.
 std::vector<std::string> list_journals(const std::string& state_dir);

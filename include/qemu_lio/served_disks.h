@@ -16,23 +16,20 @@
 
 namespace qemu_lio {
 
-/// The storage daemon's files for the journal `journal_file` (beside it, named after it).
-JournalContents::Served served_files(const std::string& journal_file);
-
 /// Starts one qemu-storage-daemon (`exe`) for the served disks of `plan` and connects one NBD
 /// device per disk; returns the bindings of their DiskPlan::nbd_var to "/dev/nbdN". Each is journalled in
 /// `journal` before it exists. Waits at most `timeout` for the daemon and each handshake.
 /// Throws Error naming the image (the daemon's own reason when it refuses one: a missing
 /// backing file, a locked image, a corrupt header); what was made stays journalled for the
 /// teardown.
-/// Once the daemon is ready, `check_file` is called with every regular file it has open (the
+/// Once the daemon is ready, `check_file` is called with every file and block device it has open (the
 /// images and their backing files): it throws Error to refuse one (the host's `allow`
 /// policy, which a backing file must not escape).
 std::vector<std::pair<std::string, std::string>> serve_images(
     const Plan& plan, JournalWriter& journal, const std::string& exe, std::chrono::milliseconds timeout,
     const std::function<void(const std::string& file)>& check_file = {});
 
-/// The regular files process `pid` has open, by canonical path.
+/// The regular files and block devices process `pid` has open, by canonical path.
 std::vector<std::string> open_files(pid_t pid);
 
 /// What removing a served set does: the real system, or gc --dry-run's account of it.
@@ -42,6 +39,8 @@ struct ServedEffects {
   std::function<std::pair<bool, bool>(const std::string& id)> disconnect;
   /// Stops the storage daemon the record names, if it runs; returns {ran, still runs}.
   std::function<std::pair<bool, bool>(const JournalContents::Served&)> stop_daemon;
+  /// True if the storage daemon the record names runs.
+  std::function<bool(const JournalContents::Served&)> daemon_runs;
   /// Disconnect (netlink) and stop (SIGTERM, then SIGKILL) for real.
   static ServedEffects real();
   /// Only says, through `say`, what real() would do (gc --dry-run).

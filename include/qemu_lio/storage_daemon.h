@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,12 @@ class StorageDaemon {
   /// exits first, or the time passes, it is gone again and Error names `object` with the
   /// daemon's first line of stderr (its own reason, e.g. "Could not open backing file").
   /// Its stderr goes to `files.log`, a file: a pipe nobody reads would stall it.
+  /// `started` is called with its pid as soon as it exists (before it is ready), so that a
+  /// journal can name it before anything else can go wrong; if it throws, the daemon is
+  /// stopped and the error passes on.
   StorageDaemon(const std::string& exe, const std::vector<DaemonImage>& images, const DaemonFiles& files,
-                const std::string& object, std::chrono::milliseconds timeout);
+                const std::string& object, std::chrono::milliseconds timeout,
+                const std::function<void(pid_t)>& started = {});
   ~StorageDaemon();
   StorageDaemon(const StorageDaemon&) = delete;
   StorageDaemon& operator=(const StorageDaemon&) = delete;

@@ -89,7 +89,10 @@ TEST(ServedProvisioner, BoundDevicesReachTheSteps) {
 
 TEST(ExtensionNamesFormat, OnlyTheFormatsOwnExtensions) {
   EXPECT_TRUE(extension_names_format("/a/b.qcow2", "qcow2"));
-  EXPECT_TRUE(extension_names_format("/a/b.vhd", "vpc"));
+  EXPECT_TRUE(extension_names_format("/a/b.vdi", "vdi"));
+  EXPECT_FALSE(extension_names_format("/a/b.vhd", "vpc"));     // a fixed VHD is raw
+  EXPECT_FALSE(extension_names_format("/a/b-flat.vmdk", "vmdk"));  // a raw extent
+  EXPECT_FALSE(extension_names_format("/a/b.qcow", "qcow2"));
   EXPECT_FALSE(extension_names_format("/a/b.img", "qcow2"));
   EXPECT_FALSE(extension_names_format("/a/b.qcow2", "vmdk"));
   EXPECT_FALSE(extension_names_format("/a.qcow2/b", "qcow2"));  // the directory does not count
@@ -144,10 +147,22 @@ TEST_F(ServedJournalTest, VersionOneStillReads) {
   EXPECT_THROW(read_journal(file), Error);
 }
 
+TEST_F(ServedJournalTest, RecordsOfANameWithDotsRead) {
+  // A VM named "web." has the journal "web..PID.journal": its files are its own all the same.
+  JournalWriter j(dir_ / "state", "web.", ProcessId{::getpid(), 1});
+  j.storage_daemon(served_files(j.path()));
+  j.nbd(nbd_backend_prefix(j.path()) + "0", false);
+  const JournalContents r = read_journal(j.path());
+  ASSERT_TRUE(r.served);
+  EXPECT_EQ(r.served->log, j.path() + ".daemon.log");
+  EXPECT_EQ(r.served->nbd.size(), 1u);
+}
+
 // Records what a teardown did to the served part, in order.
 struct Recorder {
   std::vector<std::string> calls;
   bool stuck = false;
+  bool daemon_alive = true;
   ServedEffects effects() {
     return {[this](const std::string& id) -> std::pair<bool, bool> {
               calls.push_back("disconnect " + id.substr(id.rfind(':') + 1));
@@ -155,8 +170,9 @@ struct Recorder {
             },
             [this](const JournalContents::Served&) -> std::pair<bool, bool> {
               calls.push_back("stop daemon");
-              return {true, false};
-            }};
+              return {daemon_alive, false};
+            },
+            [this](const JournalContents::Served&) { return daemon_alive; }};
   }
 };
 
@@ -180,6 +196,35 @@ TEST_F(ServedJournalTest, AStuckDeviceKeepsTheDaemonAndTheJournal) {
   EXPECT_GT(r.failed, 0);
   EXPECT_EQ(rec.calls, (std::vector<std::string>{"disconnect 1", "disconnect 0"}));
   EXPECT_TRUE(forgotten.empty());
+}
+
+TEST_F(ServedJournalTest, ADeadDaemonsDevicesGoBeforeTheLioObjects) {
+  // Their in-flight I/O would otherwise hold the LUN's removal for ever (no NBD timeout).
+  FakeConfigFs fs;
+  fs.mkdir("target/vhost");
+  const std::string file = make_journal();
+  {
+    JournalWriter journal(file);
+    Provisioner prov(fs, kFastRetry);
+    prov.bind({{"NBD0", "/dev/nbd7"}});
+    prov.set_observer([&](const Undo& u, bool cancelled) { journal.object(u, cancelled); });
+    prov.apply(build_plan("vm", {served_image("/img/b.qcow2")}));
+    prov.release();
+  }
+  Recorder rec;
+  rec.daemon_alive = false;
+  long lio_ops_at_disconnect = -1;
+  ServedEffects fx = rec.effects();
+  auto disconnect = fx.disconnect;
+  fx.disconnect = [&](const std::string& id) {
+    if (lio_ops_at_disconnect < 0) lio_ops_at_disconnect = static_cast<long>(fs.log().size());
+    return disconnect(id);
+  };
+  const size_t made = fs.log().size();
+  TeardownResult r = teardown_journal(fs, read_journal(file), kFastRetry, [](const std::string&) {}, fx);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_EQ(lio_ops_at_disconnect, static_cast<long>(made)) << "a LIO object was removed before the disconnect";
+  EXPECT_EQ(rec.calls.front(), "disconnect 1");
 }
 
 TEST_F(ServedJournalTest, LioObjectsGoFirstAndTheFilesWithTheJournal) {

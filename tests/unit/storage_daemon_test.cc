@@ -139,3 +139,34 @@ TEST(StorageDaemon, ADaemonThatNeverGetsReadyIsKilledAtTheDeadline) {
 
 }  // namespace
 }  // namespace qemu_lio
+
+namespace qemu_lio {
+namespace {
+
+TEST(StorageDaemon, ItsPidIsHandedOnBeforeItIsReadyAndAFailedHandOffStopsIt) {
+  TempDir dir;
+  write_file(dir / "a.raw", 1 << 20);
+  pid_t seen = -1;
+  bool ready_then = true;
+  const DaemonFiles f = files_in(dir);
+  {
+    StorageDaemon d("qemu-storage-daemon", {{dir / "a.raw", "raw"}}, f, "vm", kStart, [&](pid_t p) {
+      seen = p;
+      ready_then = ::access(f.pidfile.c_str(), F_OK) == 0;
+    });
+    EXPECT_EQ(seen, d.pid());
+    EXPECT_FALSE(ready_then) << "a journal names the daemon before its start can fail";
+  }
+  pid_t refused = -1;
+  EXPECT_THROW(StorageDaemon("qemu-storage-daemon", {{dir / "a.raw", "raw"}}, f, "vm", kStart,
+                             [&](pid_t p) {
+                               refused = p;
+                               throw Error("journal", "cannot write");
+                             }),
+               Error);
+  ASSERT_GT(refused, 0);
+  EXPECT_NE(::kill(refused, 0), 0) << "stopped and reaped when the journal could not name it";
+}
+
+}  // namespace
+}  // namespace qemu_lio
