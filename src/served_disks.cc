@@ -118,8 +118,6 @@ std::optional<ProcessId> recorded_daemon(const JournalContents::Served& s) {
   return p;
 }
 
-bool recorded_daemon_runs(const JournalContents::Served& s) { return recorded_daemon(s).has_value(); }
-
 std::pair<bool, bool> disconnect_for_real(const std::string& id) {
   const int index = find_nbd_device(id);
   if (index < 0) return {false, false};
@@ -262,7 +260,7 @@ int find_nbd_device(const std::string& id) {
   return found;
 }
 
-ServedEffects ServedEffects::real() { return {disconnect_for_real, stop_for_real, recorded_daemon_runs}; }
+ServedEffects ServedEffects::real() { return {disconnect_for_real, stop_for_real}; }
 
 ServedEffects ServedEffects::dry_run(std::function<void(const std::string&)> say) {
   return {[say](const std::string& id) -> std::pair<bool, bool> {
@@ -276,8 +274,7 @@ ServedEffects ServedEffects::dry_run(std::function<void(const std::string&)> say
             if (!p) return {false, false};
             say(fmt::format("would stop the storage daemon (pid {})", p->pid));
             return {true, false};
-          },
-          recorded_daemon_runs};
+          }};
 }
 
 std::pair<int, int> teardown_served(const JournalContents::Served& s, const ServedEffects& fx) {

@@ -79,20 +79,7 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
                                 const ForgetJournal& forget, const ServedEffects& served) noexcept {
   std::atomic<int> present{0}, left{0};
   std::atomic<bool> broke{false};
-  // A served image whose daemon died with I/O in flight: nbd has no timeout, so that I/O
-  // waits for ever and with it the LUN's removal. A disconnect fails it (the guest, if any,
-  // already saw its disk die). With the daemon alive, the devices go after the LIO objects.
-  if (j.served && served.daemon_runs && !served.daemon_runs(*j.served))
-    for (auto it = j.served->nbd.rbegin(); it != j.served->nbd.rend(); ++it) {
-      try {
-        const auto [was, still] = served.disconnect(*it);
-        present += was;
-        left += still;
-      } catch (const std::exception& e) {
-        log_error(j.file + ": " + e.what());
-        broke = true;
-      }
-    }
+
   // The kernel's word, not undo_in_order's count, is the verdict: an object someone else
   // removed is gone too, and one that a dry run only printed is still there. Each disk is
   // asked before and after inside its own job, so the lookups overlap like the removals.

@@ -39,8 +39,6 @@ struct ServedEffects {
   std::function<std::pair<bool, bool>(const std::string& id)> disconnect;
   /// Stops the storage daemon the record names, if it runs; returns {ran, still runs}.
   std::function<std::pair<bool, bool>(const JournalContents::Served&)> stop_daemon;
-  /// True if the storage daemon the record names runs.
-  std::function<bool(const JournalContents::Served&)> daemon_runs;
   /// Disconnect (netlink) and stop (SIGTERM, then SIGKILL) for real.
   static ServedEffects real();
   /// Only says, through `say`, what real() would do (gc --dry-run).

@@ -37,6 +37,8 @@ start_standin() {
   local name=$1 specs=() s
   shift
   for s in "$@"; do specs+=(--image "$s"); done
+  # A run before under the same name left these: waiting for them would not wait at all.
+  rm -f "$WORK/$name.ready" "$WORK/$name.qpid"
   STANDIN_END=wait-term STANDIN_READY=$WORK/$name.ready STANDIN_RUN="echo \$PPID > $WORK/$name.qpid" \
     "$QEMU_LIO" --state-dir "$STATE_DIR" --name "$name" "${specs[@]}" -- "$STANDIN" > "$WORK/$name.log" 2>&1 &
   STANDIN_PID=$!
