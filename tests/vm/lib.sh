@@ -101,6 +101,20 @@ assert_eq() {
     fi
 }
 
+# stat_field PID N: field N (>= 3) of /proc/PID/stat; fails once the process is gone.
+stat_field() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    awk -v n="$(($2 - 2))" '{ print $n }' <<<"$s"
+}
+# gone PID: the process has exited (a zombie runs no code any more).
+gone() {
+    local st
+    st=$(stat_field "$1" 3) || return 0
+    [ "$st" = Z ]
+}
+
 # assert_exists PATH...: each PATH exists (a dangling symlink counts).
 assert_exists() {
     local p

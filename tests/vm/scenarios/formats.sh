@@ -44,19 +44,6 @@ if [ -d /sys/module/nbd ]; then
   rmmod nbd || { echo "formats: cannot unload the boot-time nbd module"; exit 1; }
 fi
 
-# stat_field PID N: field N (>= 3) of /proc/PID/stat; fails once the process is gone.
-stat_field() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  awk -v n="$(($2 - 2))" '{ print $n }' <<<"$s"
-}
-# gone PID: the process has exited (a zombie runs no code any more).
-gone() {
-  local st
-  st=$(stat_field "$1" 3) || return 0
-  [ "$st" = Z ]
-}
 
 # our_nbd: "nbdN BACKEND" for each NBD device whose backend identifier is qemu-lio's (the
 # file exists only while the device has a config, i.e. is connected).

@@ -36,19 +36,6 @@ dump_journals() {
   for f in $(journals); do echo "  journal $f:"; sed 's/^/    /' "$f"; done
 }
 
-# stat_field PID N: field N (>= 3) of /proc/PID/stat; fails once the process is gone.
-stat_field() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  awk -v n="$(($2 - 2))" '{ print $n }' <<<"$s"
-}
-# gone PID: the process has exited (a zombie runs no code any more).
-gone() {
-  local st
-  st=$(stat_field "$1" 3) || return 0
-  [ "$st" = Z ]
-}
 # pidfd_watches PID TARGET: PID holds a pidfd for TARGET (fdinfo "Pid:").
 pidfd_watches() {
   grep -qs "^Pid:[[:space:]]*$2\$" /proc/"$1"/fdinfo/*
