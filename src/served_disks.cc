@@ -41,11 +41,13 @@ std::string read_line(const std::string& path) {
 
 bool nbd_connected(int index) { return ::access(fmt::format("/sys/block/nbd{}/pid", index).c_str(), F_OK) == 0; }
 
-// Connects the export `name` on `socket` as a new NBD device tagged `backend`; returns its
-// index. The kernel negotiates nothing (NL3): the handshake is ours, then CONNECT hands it
-// the socket, of which it keeps its own reference (NL4).
-uint32_t connect_export(NbdNetlink& nl, const std::string& socket, const std::string& name, const std::string& backend,
-                        uint32_t block_size, const std::string& object, std::chrono::milliseconds timeout) {
+}  // namespace
+
+// The kernel negotiates nothing (NL3): the handshake is ours, then CONNECT hands it the
+// socket, of which it keeps its own reference (NL4).
+uint32_t connect_nbd_export(NbdNetlink& nl, const std::string& socket, const std::string& name,
+                            const std::string& backend, uint32_t block_size, const std::string& object,
+                            std::chrono::milliseconds timeout) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
@@ -64,6 +66,8 @@ uint32_t connect_export(NbdNetlink& nl, const std::string& socket, const std::st
   r.backend = backend;
   return nl.connect(r);
 }
+
+namespace {
 
 // nbd caps a request at 128 KiB (max_sectors_kb) whatever the server takes: a guest's 1 MiB
 // I/O became eight round trips through the daemon. 1 MiB per request measured 51 -> 90 MB/s
@@ -231,7 +235,7 @@ std::vector<std::pair<std::string, std::string>> serve_images(
     journal.nbd(id, false);
     uint32_t index = 0;
     try {
-      index = connect_export(nl, files.nbd_socket, daemon_export_name(k), id, d.spec.block_size,
+      index = connect_nbd_export(nl, files.nbd_socket, daemon_export_name(k), id, d.spec.block_size,
                              d.info.canonical_path, timeout);
     } catch (...) {
       if (find_nbd_device(id) < 0) journal.nbd(id, true);

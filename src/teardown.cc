@@ -79,7 +79,6 @@ TeardownResult teardown_journal(ConfigFs& fs, const JournalContents& j, const Re
                                 const ForgetJournal& forget, const ServedEffects& served) noexcept {
   std::atomic<int> present{0}, left{0};
   std::atomic<bool> broke{false};
-
   // The kernel's word, not undo_in_order's count, is the verdict: an object someone else
   // removed is gone too, and one that a dry run only printed is still there. Each disk is
   // asked before and after inside its own job, so the lookups overlap like the removals.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qemu_lio/journal.h"
+#include "qemu_lio/nbd_netlink.h"
 #include "qemu_lio/plan.h"
 
 namespace qemu_lio {
@@ -31,6 +32,13 @@ std::vector<std::pair<std::string, std::string>> serve_images(
 
 /// The regular files and block devices process `pid` has open, by canonical path.
 std::vector<std::string> open_files(pid_t pid);
+
+/// Connects the export `name` on the unix socket `socket` as a new NBD device the kernel
+/// picks, tagged `backend` and with `block_size`; returns its index (nbdN). Throws Error
+/// naming `object` (the server's refusal, a dead socket, `timeout` passing, the kernel's errno).
+uint32_t connect_nbd_export(NbdNetlink& nl, const std::string& socket, const std::string& name,
+                            const std::string& backend, uint32_t block_size, const std::string& object,
+                            std::chrono::milliseconds timeout);
 
 /// What removing a served set does: the real system, or gc --dry-run's account of it.
 struct ServedEffects {
